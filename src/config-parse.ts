@@ -1,0 +1,295 @@
+/** Value parsers for TUNNEL_* variables: host:port, the list variables, and small valibot schema builders. Pure. */
+import * as v from "valibot";
+import { isIPv4, isIPv6 } from "node:net";
+import type {
+  ClusterConfig,
+  CredentialPolicy,
+  HostPort,
+  RouteConfig,
+  ServerDiscovery,
+  ServiceConfig,
+} from "./config.ts";
+
+/** Result of a list parser: the value, or one message per bad entry (never containing a secret). */
+export type Parsed<T> = { ok: true; value: T } | { ok: false; errors: string[] };
+
+/** Cluster, service and route-target names: the charset SPEC.md §2.1 allows on the wire. */
+export const NAME_RE = /^[A-Za-z0-9._-]{1,255}$/;
+const NAME_TEXT = "[A-Za-z0-9._-]{1,255}";
+/** Host names (and IPv4 literals) accepted in host:port. */
+const HOST_RE = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})$/;
+/** Every credential policy, in the order help text lists them. */
+export const POLICIES = ["token", "hmac-sha256", "mtls", "none"] as const satisfies readonly CredentialPolicy[];
+/** Shortest secret accepted for the token and hmac-sha256 policies. */
+export const MIN_SECRET_CHARS = 16;
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+
+/** Checks a host name or IP literal (no brackets); returns an error message or null. */
+function hostError(host: string): string | null {
+  if (host.includes(":")) return "IPv6 addresses need brackets, e.g. [::1]:7000";
+  if (!HOST_RE.test(host)) return "expected a host name or IP address before ':'";
+  if (/^[0-9.]+$/.test(host) && !isIPv4(host)) return "expected a valid IPv4 address";
+  return null;
+}
+
+/**
+ * Parses `host:port`, `[ipv6]:port`, or (when `bareHost` is given) a bare port meaning `bareHost:port`.
+ * Ports are 0..65535, or 1..65535 unless `allowPortZero` (listen addresses accept 0: the OS picks a port).
+ * Returns the address (IPv6 host without brackets) or an "expected …" message that does not echo the input.
+ */
+export function parseHostPort(raw: string, opts: { allowPortZero: boolean; bareHost?: string }): HostPort | string {
+  const s = raw.trim();
+  let host: string;
+  let portText: string;
+  if (s.startsWith("[")) {
+    const end = s.indexOf("]");
+    if (end < 0 || s[end + 1] !== ":") return "expected [ipv6]:port";
+    host = s.slice(1, end);
+    portText = s.slice(end + 2);
+    if (!isIPv6(host)) return "expected an IPv6 address inside [ ]";
+  } else if (opts.bareHost !== undefined && /^\d+$/.test(s)) {
+    host = opts.bareHost;
+    portText = s;
+  } else {
+    const colon = s.lastIndexOf(":");
+    if (colon < 0) return opts.bareHost === undefined ? "expected host:port" : "expected host:port or a port";
+    host = s.slice(0, colon);
+    portText = s.slice(colon + 1);
+    const bad = hostError(host);
+    if (bad) return bad;
+  }
+  const min = opts.allowPortZero ? 0 : 1;
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (!(port >= min && port <= 65535)) return `expected host:port with a port ${min}..65535`;
+  return { host, port };
+}
+
+/** Formats an address for messages: `[::1]:7000` or `127.0.0.1:7000`. */
+export function formatHostPort(a: HostPort): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** Splits a comma-separated list, trimming entries and dropping empty ones. */
+function entries(raw: string): string[] {
+  return raw
+    .split(",")
+    .map((e) => e.trim())
+    .filter((e) => e !== "");
+}
+
+/** Splits at the first occurrence of `sep`; `rest` is null when `sep` is absent. */
+function cut(s: string, sep: string): [string, string | null] {
+  const i = s.indexOf(sep);
+  return i < 0 ? [s, null] : [s.slice(0, i), s.slice(i + 1)];
+}
+
+/**
+ * TUNNEL_CLUSTERS: `name=policy[:secret]`, comma-separated, at least one. Messages name entries by position and
+ * (when well-formed) name only: an entry may hold a secret, and a mistyped one may hold it anywhere.
+ */
+export function parseClusters(raw: string): Parsed<ClusterConfig[]> {
+  const errors: string[] = [];
+  const clusters: ClusterConfig[] = [];
+  entries(raw).forEach((entry, i) => {
+    const [name, rest] = cut(entry, "=");
+    const label = rest !== null && NAME_RE.test(name) ? `entry ${i + 1} ("${name}")` : `entry ${i + 1}`;
+    if (rest === null) return errors.push(`${label}: expected name=policy[:secret]`);
+    if (!NAME_RE.test(name)) return errors.push(`${label}: cluster name must match ${NAME_TEXT}`);
+    const [policy, param] = cut(rest, ":");
+    if (!(POLICIES as readonly string[]).includes(policy)) {
+      return errors.push(`${label}: unknown policy; expected one of ${POLICIES.join(", ")}`);
+    }
+    if (clusters.some((c) => c.name === name)) return errors.push(`${label}: cluster "${name}" is listed twice`);
+    const cluster = clusterOf(name, policy as CredentialPolicy, param);
+    if (typeof cluster === "string") return errors.push(`${label}: ${cluster}`);
+    clusters.push(cluster);
+  });
+  if (errors.length > 0) return { ok: false, errors };
+  if (clusters.length === 0) return { ok: false, errors: ["expected at least one name=policy[:secret] entry"] };
+  return ok(clusters);
+}
+
+function clusterOf(name: string, policy: CredentialPolicy, param: string | null): ClusterConfig | string {
+  switch (policy) {
+    case "token":
+    case "hmac-sha256":
+      if (param === null || param.length < MIN_SECRET_CHARS) {
+        return `policy ${policy} needs a secret of at least ${MIN_SECRET_CHARS} characters (name=${policy}:secret)`;
+      }
+      return { name, policy, secret: param, allowedIdentities: [] };
+    case "mtls": {
+      const ids = (param ?? "").split("|").map((s) => s.trim()).filter((s) => s !== "");
+      return { name, policy, secret: null, allowedIdentities: ids.length > 0 ? ids : [name] };
+    }
+    case "none":
+      if (param !== null) return "policy none takes nothing after the policy";
+      return { name, policy, secret: null, allowedIdentities: [] };
+  }
+}
+
+/**
+ * TUNNEL_ROUTES: `listen-host:port=cluster/service`, comma-separated, may be empty. Listen port 0 is accepted and
+ * never counts as a duplicate (each gets its own ephemeral port).
+ */
+export function parseRoutes(raw: string): Parsed<RouteConfig[]> {
+  const errors: string[] = [];
+  const routes: RouteConfig[] = [];
+  for (const entry of entries(raw)) {
+    const label = `entry "${entry}"`;
+    const [listenText, target] = cut(entry, "=");
+    const [cluster, service] = target === null ? ["", null] : cut(target, "/");
+    if (service === null) {
+      errors.push(`${label}: expected listen-host:port=cluster/service`);
+      continue;
+    }
+    const listen = parseHostPort(listenText, { allowPortZero: true });
+    if (typeof listen === "string") errors.push(`${label}: ${listen}`);
+    else if (!NAME_RE.test(cluster)) errors.push(`${label}: cluster name must match ${NAME_TEXT}`);
+    else if (!NAME_RE.test(service)) errors.push(`${label}: service name must match ${NAME_TEXT}`);
+    else if (listen.port !== 0 && routes.some((r) => sameAddress(r.listen, listen))) {
+      errors.push(`${label}: listen address ${formatHostPort(listen)} is used by another route`);
+    } else routes.push({ listen, cluster, service });
+  }
+  return errors.length > 0 ? { ok: false, errors } : ok(routes);
+}
+
+function sameAddress(a: HostPort, b: HostPort): boolean {
+  return a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
+}
+
+/** TUNNEL_SERVICES: `name=host:port[;proxy=v1|v2]`, comma-separated, at least one; target port 1..65535. */
+export function parseServices(raw: string): Parsed<ServiceConfig[]> {
+  const errors: string[] = [];
+  const services: ServiceConfig[] = [];
+  for (const entry of entries(raw)) {
+    const service = serviceOf(entry);
+    if (typeof service === "string") errors.push(`entry "${entry}": ${service}`);
+    else if (services.some((s) => s.name === service.name)) {
+      errors.push(`entry "${entry}": service "${service.name}" is listed twice`);
+    } else services.push(service);
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  if (services.length === 0) return { ok: false, errors: ["expected at least one name=host:port entry"] };
+  return ok(services);
+}
+
+function serviceOf(entry: string): ServiceConfig | string {
+  const [main, ...options] = entry.split(";").map((s) => s.trim());
+  const [name, targetText] = cut(main ?? "", "=");
+  if (targetText === null) return "expected name=host:port[;proxy=v1|v2]";
+  if (!NAME_RE.test(name)) return `service name must match ${NAME_TEXT}`;
+  const target = parseHostPort(targetText, { allowPortZero: false });
+  if (typeof target === "string") return target;
+  let proxyProtocol: ServiceConfig["proxyProtocol"] = null;
+  for (const option of options) {
+    const [key, value] = cut(option, "=");
+    if (key !== "proxy") return `unknown option "${key}" (known: proxy=v1|v2)`;
+    if (value !== "v1" && value !== "v2") return "option proxy must be v1 or v2";
+    if (proxyProtocol !== null) return "option proxy is given twice";
+    proxyProtocol = value;
+  }
+  return { name, host: target.host, port: target.port, proxyProtocol };
+}
+
+/** TUNNEL_SERVERS: `host:port`, comma-separated, at least one; port 1..65535; no duplicates. */
+export function parseServers(raw: string): Parsed<HostPort[]> {
+  const errors: string[] = [];
+  const servers: HostPort[] = [];
+  for (const entry of entries(raw)) {
+    const server = parseHostPort(entry, { allowPortZero: false });
+    if (typeof server === "string") errors.push(`entry "${entry}": ${server}`);
+    else if (servers.some((s) => sameAddress(s, server))) errors.push(`entry "${entry}": listed twice`);
+    else servers.push(server);
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  if (servers.length === 0) return { ok: false, errors: ["expected at least one host:port entry"] };
+  return ok(servers);
+}
+
+/** TUNNEL_SERVER_DISCOVERY: `dns:name:port` or `file:path`. */
+export function parseDiscovery(raw: string): Parsed<ServerDiscovery> {
+  const [kind, rest] = cut(raw.trim(), ":");
+  if (kind === "file" && rest !== null && rest.trim() !== "") return ok({ kind: "file", path: rest.trim() });
+  if (kind === "dns" && rest !== null) {
+    const a = parseHostPort(rest, { allowPortZero: false });
+    if (typeof a !== "string") return ok({ kind: "dns", name: a.host, port: a.port });
+    return { ok: false, errors: [`expected dns:name:port: ${a}`] };
+  }
+  return { ok: false, errors: ["expected dns:name:port or file:path"] };
+}
+
+/** Wraps a list parser as a valibot string schema: one issue per message. */
+export function listSchema<T>(parse: (raw: string) => Parsed<T>) {
+  return v.pipe(
+    v.string(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const r = parse(dataset.value);
+      if (r.ok) return r.value;
+      for (const message of r.errors) addIssue({ message });
+      return NEVER;
+    }),
+  );
+}
+
+/** A single host:port value as a valibot schema (see {@link parseHostPort}). */
+export function hostPortSchema(opts: { allowPortZero: boolean; bareHost?: string }) {
+  return v.pipe(
+    v.string(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const r = parseHostPort(dataset.value, opts);
+      if (typeof r !== "string") return r;
+      addIssue({ message: r });
+      return NEVER;
+    }),
+  );
+}
+
+/** Decimal integer in min..max (rejects "", "1e3", "0x10", "1.5": see bun-platform.md §6 on toNumber). */
+export function intSchema(min: number, max: number, expected = `expected an integer ${min}..${max}`) {
+  return v.pipe(
+    v.string(),
+    v.trim(),
+    v.regex(/^[+-]?\d{1,16}$/, expected),
+    v.transform(Number),
+    v.minValue(min, expected),
+    v.maxValue(max, expected),
+  );
+}
+
+/** on|off, also true/false, yes/no, 1/0, any case. (Never v.toBoolean: it turns "false" into true.) */
+export function boolSchema() {
+  return v.pipe(
+    v.string(),
+    v.trim(),
+    v.toLowerCase(),
+    v.parseBoolean(
+      { truthy: ["on", "true", "yes", "1"], falsy: ["off", "false", "no", "0"] },
+      "expected on or off (also true/false, yes/no, 1/0)",
+    ),
+  );
+}
+
+/** One of `options`, case-insensitive. */
+export function enumSchema<const T extends string>(options: readonly [T, ...T[]]) {
+  return v.pipe(v.string(), v.trim(), v.toLowerCase(), v.picklist(options, `expected ${options.join(" or ")}`));
+}
+
+/** A name matching {@link NAME_RE}. */
+export function nameSchema() {
+  return v.pipe(v.string(), v.trim(), v.regex(NAME_RE, `expected a name matching ${NAME_TEXT}`));
+}
+
+/** A PEM file path. Rejects inline PEM so a pasted private key is never echoed or logged. */
+export function pathSchema() {
+  return v.pipe(
+    v.string(),
+    v.trim(),
+    v.check((s) => !s.includes("-----BEGIN") && !s.includes("\n"), "expected a file path, not PEM content"),
+  );
+}
+
+/** A secret string of at least `min` characters; messages never include the value. */
+export function secretSchema(min: number) {
+  return v.pipe(v.string(), v.trim(), v.minLength(min, `expected a secret of at least ${min} characters`));
+}

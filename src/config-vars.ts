@@ -1,0 +1,185 @@
+/**
+ * The variable table: every TUNNEL_* variable once, with its modes, default, meaning and value schema. The schemas in
+ * config.ts, `--help` and the README table are all generated from it, so a variable cannot be documented and not
+ * parsed (or the reverse).
+ */
+import * as v from "valibot";
+import type { Mode } from "./config.ts";
+import {
+  MIN_SECRET_CHARS,
+  POLICIES,
+  boolSchema,
+  enumSchema,
+  hostPortSchema,
+  intSchema,
+  listSchema,
+  nameSchema,
+  parseClusters,
+  parseDiscovery,
+  parseRoutes,
+  parseServers,
+  parseServices,
+  pathSchema,
+  secretSchema,
+} from "./config-parse.ts";
+
+/** One documented variable (a row of `--help` and of the README table). */
+export interface VariableDoc {
+  /** The environment variable, `TUNNEL_*`. */
+  readonly name: string;
+  /** The modes that read it. */
+  readonly modes: readonly Mode[];
+  /** Expected syntax, e.g. `host:port`. */
+  readonly syntax: string;
+  /** The default as shown to users; `required` when there is none and the variable must be set. */
+  readonly default: string;
+  /** What it does, one sentence. */
+  readonly meaning: string;
+  /** A secret: never printed, echoed in errors, or logged (see redactConfig). */
+  readonly secret: boolean;
+}
+
+type StringSchema = v.GenericSchema<string, unknown>;
+
+/** A table row plus how to parse it. */
+export interface VarSpec<S extends StringSchema = StringSchema> extends Omit<VariableDoc, "name"> {
+  /** Parses the raw (non-blank) value. Its messages read "expected …" and never contain the value. */
+  readonly schema: S;
+  /** Raw default fed through `schema` when the variable is unset; absent = no default (or a computed one). */
+  readonly fallback?: string;
+  /** Must be set (in its modes). */
+  readonly required?: boolean;
+  /** Messages already name the bad entry, so the formatter does not append the whole value. */
+  readonly listValue?: boolean;
+}
+
+const BOTH: readonly Mode[] = ["server", "agent"];
+const SERVER: readonly Mode[] = ["server"];
+const AGENT: readonly Mode[] = ["agent"];
+const HOUR_MS = 3_600_000;
+
+function spec<S extends StringSchema>(s: Omit<VarSpec<S>, "secret"> & { secret?: boolean }): VarSpec<S> {
+  return { ...s, secret: s.secret ?? false };
+}
+
+/** Every variable, keyed by name, in help order. Defaults live here and nowhere else. */
+export const SPECS = {
+  TUNNEL_MODE: spec({ modes: BOTH, syntax: "server|agent", default: "required (or --mode=)", required: true,
+    meaning: "Role of this process; the --mode argument wins over it.", schema: enumSchema(["server", "agent"]) }),
+  TUNNEL_LOG_LEVEL: spec({ modes: BOTH, syntax: "trace|debug|info|warn|error", default: "info", fallback: "info",
+    meaning: "Least severe log level written.", schema: enumSchema(["trace", "debug", "info", "warn", "error"]) }),
+  TUNNEL_LOG_FORMAT: spec({ modes: BOTH, syntax: "pretty|json", default: "pretty on a terminal, else json",
+    meaning: "Log lines for people, or one JSON object per line.", schema: enumSchema(["pretty", "json"]) }),
+  TUNNEL_ADMIN_LISTEN: spec({ modes: BOTH, syntax: "host:port or port", default: "off",
+    meaning: "Address of the admin HTTP endpoint; a bare port means 127.0.0.1:port.",
+    schema: hostPortSchema({ allowPortZero: true, bareHost: "127.0.0.1" }) }),
+  TUNNEL_ADMIN_TOKEN: spec({ modes: BOTH, syntax: `secret, ≥ ${MIN_SECRET_CHARS} chars`, default: "none",
+    meaning: "Bearer token the admin endpoint requires.", secret: true, schema: secretSchema(MIN_SECRET_CHARS) }),
+  TUNNEL_TLS: spec({ modes: BOTH, syntax: "on|off", default: "on", fallback: "on",
+    meaning: "TLS between agent and server; off sends tunnel traffic in plaintext.", schema: boolSchema() }),
+  TUNNEL_TLS_CA: spec({ modes: BOTH, syntax: "PEM file path", default: "system roots",
+    meaning: "CA bundle the agent uses to verify the server certificate.", schema: pathSchema() }),
+  TUNNEL_TLS_CERT: spec({ modes: BOTH, syntax: "PEM file path", default: "none",
+    meaning: "Certificate chain: the server's (required with TLS on), or the agent's client certificate.",
+    schema: pathSchema() }),
+  TUNNEL_TLS_KEY: spec({ modes: BOTH, syntax: "PEM file path", default: "none",
+    meaning: "Private key for TUNNEL_TLS_CERT.", schema: pathSchema() }),
+  TUNNEL_STREAM_WINDOW_BYTES: spec({ modes: BOTH, syntax: "65536..16777216", default: "2097152", fallback: "2097152",
+    meaning: "Initial per-stream receive window granted to the peer.", schema: intSchema(65_536, 16_777_216) }),
+  TUNNEL_MAX_FRAME_BYTES: spec({ modes: BOTH, syntax: "16384..16777216", default: "262144", fallback: "262144",
+    meaning: "Largest DATA frame payload accepted from the peer.", schema: intSchema(16_384, 16_777_216) }),
+  TUNNEL_HEARTBEAT_INTERVAL_MS: spec({ modes: BOTH, syntax: `1..${HOUR_MS}`, default: "5000", fallback: "5000",
+    meaning: "Interval between PINGs on each connection.", schema: intSchema(1, HOUR_MS) }),
+  TUNNEL_HEARTBEAT_TIMEOUT_MS: spec({ modes: BOTH, syntax: `1..${HOUR_MS}`, default: "15000", fallback: "15000",
+    meaning: "A connection silent this long is closed; must exceed the heartbeat interval.",
+    schema: intSchema(1, HOUR_MS) }),
+  TUNNEL_MAX_STREAMS_PER_CONNECTION: spec({ modes: BOTH, syntax: "1..1048576", default: "4096", fallback: "4096",
+    meaning: "Concurrent streams allowed on one connection.", schema: intSchema(1, 1_048_576) }),
+  TUNNEL_HANDSHAKE_MAX_BYTES: spec({ modes: BOTH, syntax: "256..65535", default: "16384", fallback: "16384",
+    meaning: "Largest handshake JSON body accepted.", schema: intSchema(256, 65_535) }),
+
+  TUNNEL_LISTEN: spec({ modes: SERVER, syntax: "host:port", default: "0.0.0.0:7000", fallback: "0.0.0.0:7000",
+    meaning: "Address agents connect to (port 0: any free port).", schema: hostPortSchema({ allowPortZero: true }) }),
+  TUNNEL_CLUSTERS: spec({ modes: SERVER, syntax: "name=policy[:secret],…", default: "required", required: true,
+    secret: true, listValue: true,
+    meaning: "Clusters agents may join. policy: token or hmac-sha256 (secret ≥ 16 chars), mtls (optional " +
+      "|-separated allowed certificate identities, default the cluster name), none.",
+    schema: listSchema(parseClusters) }),
+  TUNNEL_ROUTES: spec({ modes: SERVER, syntax: "listen-host:port=cluster/service,…", default: "none", fallback: "",
+    listValue: true, meaning: "Public listeners: each carries visitors to a service of a cluster's agents.",
+    schema: listSchema(parseRoutes) }),
+  TUNNEL_TLS_CLIENT_CA: spec({ modes: SERVER, syntax: "PEM file path", default: "none",
+    meaning: "CA that signs agents' client certificates; required by mtls clusters.", schema: pathSchema() }),
+  TUNNEL_HANDSHAKE_TIMEOUT_MS: spec({ modes: SERVER, syntax: "1..600000", default: "5000", fallback: "5000",
+    meaning: "An agent connection must finish its handshake within this time.", schema: intSchema(1, 600_000) }),
+  TUNNEL_MAX_PENDING_HANDSHAKES: spec({ modes: SERVER, syntax: "1..1000000", default: "1024", fallback: "1024",
+    meaning: "Connections allowed to be mid-handshake at once; more are answered SERVER_BUSY.",
+    schema: intSchema(1, 1_000_000) }),
+  TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: spec({ modes: SERVER, syntax: "1..1000000", default: "64", fallback: "64",
+    meaning: "The same limit per remote IP address.", schema: intSchema(1, 1_000_000) }),
+  TUNNEL_ACCESS_LOG: spec({ modes: SERVER, syntax: "on|off", default: "on", fallback: "on",
+    meaning: "Log one line per visitor stream when it ends.", schema: boolSchema() }),
+
+  TUNNEL_SERVERS: spec({ modes: AGENT, syntax: "host:port,…", default: "none", listValue: true,
+    meaning: "Servers to connect to; this or TUNNEL_SERVER_DISCOVERY is required.",
+    schema: listSchema(parseServers) }),
+  TUNNEL_SERVER_DISCOVERY: spec({ modes: AGENT, syntax: "dns:name:port or file:path", default: "none",
+    meaning: "Find servers by DNS name (every address) or in a file of host:port lines.",
+    schema: listSchema(parseDiscovery) }),
+  TUNNEL_CLUSTER: spec({ modes: AGENT, syntax: "name", default: "required", required: true,
+    meaning: "Cluster this agent joins on every server.", schema: nameSchema() }),
+  TUNNEL_CREDENTIAL_POLICY: spec({ modes: AGENT, syntax: POLICIES.join("|"),
+    default: "token if TUNNEL_CREDENTIAL is set, else none",
+    meaning: "How the agent proves its identity; must match the cluster's policy on the server.",
+    schema: enumSchema(POLICIES) }),
+  TUNNEL_CREDENTIAL: spec({ modes: AGENT, syntax: `secret, ≥ ${MIN_SECRET_CHARS} chars`, default: "none",
+    secret: true, meaning: "The cluster secret (token and hmac-sha256 policies).",
+    schema: secretSchema(MIN_SECRET_CHARS) }),
+  TUNNEL_SERVICES: spec({ modes: AGENT, syntax: "name=host:port[;proxy=v1|v2],…", default: "required",
+    required: true, listValue: true,
+    meaning: "The only targets the agent dials, by service name; proxy= sends a PROXY protocol header.",
+    schema: listSchema(parseServices) }),
+  TUNNEL_CONNECTIONS: spec({ modes: AGENT, syntax: "1..64", default: "2", fallback: "2",
+    meaning: "Data connections kept to each server.", schema: intSchema(1, 64) }),
+  TUNNEL_WEIGHT: spec({ modes: AGENT, syntax: "1..100", default: "10", fallback: "10",
+    meaning: "Load-balancing weight the server gives this agent.", schema: intSchema(1, 100) }),
+  TUNNEL_HOSTNAME: spec({ modes: AGENT, syntax: "printable, no spaces", default: "the machine's host name",
+    meaning: "Stable name the agent reports to servers.",
+    schema: v.pipe(v.string(), v.trim(), v.regex(/^[\x21-\x7e]{1,255}$/, "expected 1..255 printable characters")) }),
+  TUNNEL_CONNECT_RETRY_TIMES: spec({ modes: AGENT, syntax: "-1 or 0..1000000000", default: "-1", fallback: "-1",
+    meaning: "Dial+handshake attempts per (re)connect before giving up on a server; -1 retries forever.",
+    schema: intSchema(-1, 1_000_000_000, "expected -1 (forever) or an integer 0..1000000000") }),
+  TUNNEL_RECONNECT_BASE_MS: spec({ modes: AGENT, syntax: `1..${HOUR_MS}`, default: "1000", fallback: "1000",
+    meaning: "First reconnect backoff; doubles (with jitter) up to the maximum.", schema: intSchema(1, HOUR_MS) }),
+  TUNNEL_RECONNECT_MAX_MS: spec({ modes: AGENT, syntax: `1..${HOUR_MS}`, default: "30000", fallback: "30000",
+    meaning: "Largest reconnect backoff; at least the base.", schema: intSchema(1, HOUR_MS) }),
+  TUNNEL_CONNECT_TIMEOUT_MS: spec({ modes: AGENT, syntax: "1..600000", default: "15000", fallback: "15000",
+    meaning: "Deadline for dialing a server and completing the handshake.", schema: intSchema(1, 600_000) }),
+  TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS: spec({ modes: AGENT, syntax: `0..${HOUR_MS}`, default: "15000",
+    fallback: "15000", meaning: "On shutdown, how long in-flight streams may take to finish.",
+    schema: intSchema(0, HOUR_MS) }),
+  TUNNEL_TLS_SERVER_NAME: spec({ modes: AGENT, syntax: "host name", default: "the server's host",
+    meaning: "Name sent as SNI and checked against the server certificate.",
+    schema: v.pipe(v.string(), v.trim(), v.regex(/^[A-Za-z0-9_.-]{1,253}$/, "expected a host name")) }),
+} as const;
+
+/** A known variable name. */
+export type VarName = keyof typeof SPECS;
+
+/** Parsed values, by variable (absent when unset without a default). */
+export type Values = { -readonly [K in VarName]?: v.InferOutput<(typeof SPECS)[K]["schema"]> };
+
+/** The table as documentation rows, in help order. */
+export const VARIABLES: readonly VariableDoc[] = Object.entries(SPECS).map(([name, s]) => ({
+  name,
+  modes: s.modes,
+  syntax: s.syntax,
+  default: s.default,
+  meaning: s.meaning,
+  secret: s.secret,
+}));
+
+/** The spec of `name`, or undefined if it is not a known variable. */
+export function specOf(name: string): VarSpec | undefined {
+  return Object.hasOwn(SPECS, name) ? SPECS[name as VarName] : undefined;
+}

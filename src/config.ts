@@ -1,0 +1,236 @@
+/**
+ * Configuration: the environment → a typed, validated {@link Config}. The only module that reads TUNNEL_*
+ * variables (main passes `process.env`). The variable table lives in config-vars.ts, value parsers in
+ * config-parse.ts, cross-variable rules and warnings in config-rules.ts.
+ */
+import * as v from "valibot";
+import { hostname as osHostname } from "node:os";
+import { SPECS, VARIABLES, type Values, type VarName, type VarSpec } from "./config-vars.ts";
+import { configWarnings, crossCheck, effectivePolicy, nameWarnings, rulesFor } from "./config-rules.ts";
+
+export { VARIABLES, type VariableDoc } from "./config-vars.ts";
+
+/** Role of the process. */
+export type Mode = "server" | "agent";
+/** Log levels, most verbose first. */
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
+/** How an agent proves it may join a cluster. */
+export type CredentialPolicy = "token" | "hmac-sha256" | "mtls" | "none";
+/** A parsed address; IPv6 hosts are stored without brackets. */
+export interface HostPort { host: string; port: number }
+
+/** Settings both roles read. */
+export interface CommonConfig {
+  mode: Mode; logLevel: LogLevel; logFormat: "pretty" | "json";
+  /** Admin endpoint address, or null when off. */
+  adminListen: HostPort | null; adminToken: string | null;
+  /** TLS between agent and server; the paths are PEM files, read later by the transport. */
+  tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
+  streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
+  maxStreamsPerConnection: number; handshakeMaxBytes: number;
+}
+/** A cluster the server accepts agents into. `secret` is set for token/hmac-sha256; identities for mtls. */
+export interface ClusterConfig { name: string; policy: CredentialPolicy; secret: string | null; allowedIdentities: string[] }
+/** A public listener whose visitors go to `service` on an agent of `cluster`. */
+export interface RouteConfig { listen: HostPort; cluster: string; service: string }
+/** Server role settings. */
+export interface ServerConfig extends CommonConfig {
+  mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
+  handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
+}
+/** A target the agent may dial, by service name. */
+export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null }
+/** Where an agent finds servers besides TUNNEL_SERVERS. */
+export type ServerDiscovery = { kind: "dns"; name: string; port: number } | { kind: "file"; path: string };
+/** Agent role settings. */
+export interface AgentConfig extends CommonConfig {
+  mode: "agent"; servers: HostPort[]; serverDiscovery: ServerDiscovery | null; cluster: string;
+  credentialPolicy: CredentialPolicy; credential: string | null; services: ServiceConfig[]; connections: number;
+  weight: number; hostname: string; connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
+  connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
+}
+/** A loaded configuration. */
+export type Config = ServerConfig | AgentConfig;
+/** loadConfig's result: a config, or every error at once. Warnings either way. No message contains a secret. */
+export type LoadResult =
+  | { ok: true; config: Config; warnings: string[] }
+  | { ok: false; errors: string[]; warnings: string[] };
+
+const MODES: readonly Mode[] = ["server", "agent"];
+
+/** The object schema for a mode (or the common part, when the mode itself is bad): one entry per variable. */
+function schemaFor(mode: Mode | null) {
+  const entries: v.ObjectEntries = {};
+  for (const [name, spec] of Object.entries(SPECS) as [VarName, VarSpec][]) {
+    if (name === "TUNNEL_MODE" || !spec.modes.includes(mode ?? "server") || (mode === null && spec.modes.length < 2)) {
+      continue;
+    }
+    entries[name] = spec.required ? spec.schema : v.optional(spec.schema, spec.fallback);
+  }
+  const object = v.object(entries) as unknown as v.GenericSchema<Record<string, string>, Values>;
+  return v.pipe(object, crossCheck(mode === null ? [] : rulesFor(mode)));
+}
+
+const SCHEMAS = { server: schemaFor("server"), agent: schemaFor("agent"), none: schemaFor(null) };
+
+/**
+ * Loads the config for `mode` (argv's `--mode`, which wins) or `TUNNEL_MODE` from `env`. Pure: reads only `env`,
+ * plus `opts` (`isTTY` picks the default log format; `hostname` the default TUNNEL_HOSTNAME, else os.hostname()).
+ * Blank variables count as unset. On failure, `errors` has one line per problem, each naming its variable.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  mode?: string,
+  opts: { isTTY?: boolean; hostname?: string } = {},
+): LoadResult {
+  const input: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith("TUNNEL_") && value !== undefined && value.trim() !== "") input[name] = value;
+  }
+  const errors: string[] = [];
+  const modeText = mode ?? input.TUNNEL_MODE;
+  const parsedMode = v.safeParse(SPECS.TUNNEL_MODE.schema, modeText ?? "");
+  const m = parsedMode.success ? parsedMode.output : null;
+  if (modeText === undefined) errors.push("TUNNEL_MODE: required (server|agent), or pass --mode=server|agent");
+  else if (m === null) errors.push(`${mode !== undefined ? "--mode" : "TUNNEL_MODE"}: expected server or agent, got ${quote(modeText)}`);
+
+  const warnings = nameWarnings(Object.keys(input), m);
+  const result = v.safeParse(SCHEMAS[m ?? "none"], input);
+  for (const issue of result.issues ?? []) errors.push(formatIssue(issue, input));
+  const scrub = scrubber(input);
+  if (!result.success || m === null || errors.length > 0) {
+    return { ok: false, errors: errors.map(scrub), warnings: warnings.map(scrub) };
+  }
+  const config = assemble(m, result.output, opts);
+  return { ok: true, config, warnings: [...warnings, ...configWarnings(config)].map(scrub) };
+}
+
+function quote(raw: string): string {
+  return JSON.stringify(raw.length > 200 ? `${raw.slice(0, 200)}…` : raw);
+}
+
+/** `NAME: message[, got "value"]`: the value only for non-secret single values without line breaks. */
+function formatIssue(issue: v.BaseIssue<unknown>, input: Record<string, string>): string {
+  const first = issue.path?.[0];
+  const name = first?.key;
+  if (typeof name !== "string" || !Object.hasOwn(SPECS, name)) return issue.message;
+  const spec: VarSpec = SPECS[name as VarName];
+  if (first?.origin === "key") return `${name}: required (${spec.syntax})`;
+  const raw = input[name];
+  const echo = raw !== undefined && !spec.secret && !spec.listValue && !/[\r\n]/.test(raw);
+  return `${name}: ${issue.message}${echo ? `, got ${quote(raw)}` : ""}`;
+}
+
+/**
+ * Belt and braces: removes every secret (credential, admin token, anything a TUNNEL_CLUSTERS entry holds after its
+ * policy, or a whole entry without `=`) from a message, in case a message ever quotes one.
+ */
+function scrubber(input: Record<string, string>): (message: string) => string {
+  const secrets = [input.TUNNEL_CREDENTIAL, input.TUNNEL_ADMIN_TOKEN];
+  for (const entry of (input.TUNNEL_CLUSTERS ?? "").split(",")) {
+    const eq = entry.indexOf("=");
+    const colon = entry.indexOf(":", eq + 1);
+    secrets.push(eq < 0 ? entry : colon < 0 ? undefined : entry.slice(colon + 1));
+  }
+  const list = secrets.map((s) => s?.trim()).filter((s): s is string => s !== undefined && s.length >= 4);
+  return (message) => list.reduce((m, s) => m.split(s).join("[redacted]"), message);
+}
+
+/** Values with a fallback are always present after a successful parse. */
+function must<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error("config: a variable with a default came out undefined (bug)");
+  return value;
+}
+
+function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: string }): Config {
+  const common: CommonConfig = {
+    mode,
+    logLevel: must(x.TUNNEL_LOG_LEVEL),
+    logFormat: x.TUNNEL_LOG_FORMAT ?? (opts.isTTY ? "pretty" : "json"),
+    adminListen: x.TUNNEL_ADMIN_LISTEN ?? null,
+    adminToken: x.TUNNEL_ADMIN_TOKEN ?? null,
+    tls: must(x.TUNNEL_TLS),
+    tlsCa: x.TUNNEL_TLS_CA ?? null,
+    tlsCert: x.TUNNEL_TLS_CERT ?? null,
+    tlsKey: x.TUNNEL_TLS_KEY ?? null,
+    streamWindowBytes: must(x.TUNNEL_STREAM_WINDOW_BYTES),
+    maxFrameBytes: must(x.TUNNEL_MAX_FRAME_BYTES),
+    heartbeatIntervalMs: must(x.TUNNEL_HEARTBEAT_INTERVAL_MS),
+    heartbeatTimeoutMs: must(x.TUNNEL_HEARTBEAT_TIMEOUT_MS),
+    maxStreamsPerConnection: must(x.TUNNEL_MAX_STREAMS_PER_CONNECTION),
+    handshakeMaxBytes: must(x.TUNNEL_HANDSHAKE_MAX_BYTES),
+  };
+  if (mode === "server") {
+    return {
+      ...common,
+      mode,
+      listen: must(x.TUNNEL_LISTEN),
+      clusters: must(x.TUNNEL_CLUSTERS),
+      routes: must(x.TUNNEL_ROUTES),
+      tlsClientCa: x.TUNNEL_TLS_CLIENT_CA ?? null,
+      handshakeTimeoutMs: must(x.TUNNEL_HANDSHAKE_TIMEOUT_MS),
+      maxPendingHandshakes: must(x.TUNNEL_MAX_PENDING_HANDSHAKES),
+      maxPendingHandshakesPerIp: must(x.TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP),
+      accessLog: must(x.TUNNEL_ACCESS_LOG),
+    };
+  }
+  return {
+    ...common,
+    mode,
+    servers: x.TUNNEL_SERVERS ?? [],
+    serverDiscovery: x.TUNNEL_SERVER_DISCOVERY ?? null,
+    cluster: must(x.TUNNEL_CLUSTER),
+    credentialPolicy: effectivePolicy(x),
+    credential: x.TUNNEL_CREDENTIAL ?? null,
+    services: must(x.TUNNEL_SERVICES),
+    connections: must(x.TUNNEL_CONNECTIONS),
+    weight: must(x.TUNNEL_WEIGHT),
+    hostname: x.TUNNEL_HOSTNAME ?? opts.hostname ?? osHostname(),
+    connectRetryTimes: must(x.TUNNEL_CONNECT_RETRY_TIMES),
+    reconnectBaseMs: must(x.TUNNEL_RECONNECT_BASE_MS),
+    reconnectMaxMs: must(x.TUNNEL_RECONNECT_MAX_MS),
+    connectTimeoutMs: must(x.TUNNEL_CONNECT_TIMEOUT_MS),
+    gracefulCloseMaxWaitMs: must(x.TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS),
+    tlsServerName: x.TUNNEL_TLS_SERVER_NAME ?? null,
+  };
+}
+
+const REDACTED = "[redacted]";
+
+/**
+ * A copy of `config` safe to print or log: adminToken, credential and every cluster secret are replaced by
+ * "[redacted]" (null stays null, so "unset" remains visible). TLS paths stay: they are file names, not key material.
+ */
+export function redactConfig(config: Config): Record<string, unknown> {
+  const copy = structuredClone(config) as Config;
+  if (copy.adminToken !== null) copy.adminToken = REDACTED;
+  if (copy.mode === "agent" && copy.credential !== null) copy.credential = REDACTED;
+  if (copy.mode === "server") {
+    for (const cluster of copy.clusters) if (cluster.secret !== null) cluster.secret = REDACTED;
+  }
+  return { ...copy };
+}
+
+/** `--help` text: usage, then every variable of both modes (syntax, default, meaning), from {@link VARIABLES}. */
+export function helpText(): string {
+  const groups: [string, (modes: readonly Mode[]) => boolean][] = [
+    ["Both modes", (ms) => ms.length === MODES.length],
+    ["Server (--mode=server)", (ms) => ms.length === 1 && ms[0] === "server"],
+    ["Agent (--mode=agent)", (ms) => ms.length === 1 && ms[0] === "agent"],
+  ];
+  const lines = [
+    "Usage: backchannel --mode=server|agent   (or TUNNEL_MODE=server|agent)",
+    "       backchannel --help | --version",
+    "",
+    "Backchannel is configured by environment variables only; a blank variable counts as unset.",
+    "Invalid configuration exits with code 2 and names every bad variable.",
+  ];
+  for (const [title, inGroup] of groups) {
+    lines.push("", `${title}:`);
+    for (const doc of VARIABLES.filter((d) => inGroup(d.modes))) {
+      lines.push(`  ${doc.name}=${doc.syntax}${doc.secret ? "   (secret)" : ""}`);
+      lines.push(`      ${doc.meaning} Default: ${doc.default}.`);
+    }
+  }
+  return lines.join("\n") + "\n";
+}
