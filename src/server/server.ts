@@ -1,5 +1,22 @@
-/** Server role: agent listener, cluster registry, route listeners. (Stub until the tunnel lands.) */
-import type { ServerConfig } from "../config.ts";
+/**
+ * Server role: the agent-facing listener (handshake → session → host of a cluster) and one public listener per
+ * route (visitor → stream on a picked host). See SPEC.md and README "How it works".
+ */
+import { randomBytes } from "node:crypto";
+import type { ServerConfig, ClusterConfig } from "../config.ts";
+import { ReplayGuard } from "../auth/credential.ts";
+import { encodeHandshake } from "../protocol/handshake.ts";
+import { HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
+import { Session, sessionOwner } from "../mux/session.ts";
+import { listen, type Listener, type NetSocket } from "../transport/tcp.ts";
+import { serverTls } from "../transport/tls.ts";
+import { logger } from "../log.ts";
+import { PendingHandshake, type AcceptedHandshake, type HandshakeContext } from "./handshake.ts";
+import { Registry, type Host } from "./registry.ts";
+import { openRoutes } from "./routes.ts";
+import { ServerStats } from "./stats.ts";
+
+const log = logger("server");
 
 /** A running server. */
 export interface ServerHandle {
@@ -7,12 +24,165 @@ export interface ServerHandle {
   readonly agentPort: number;
   /** Bound port of each route, in TUNNEL_ROUTES order. */
   readonly routePorts: readonly number[];
-  /** Stops listeners; with graceful, lets in-flight streams finish first (bounded by a deadline). */
+  readonly registry: Registry;
+  readonly stats: ServerStats;
+  /** Stops listeners; with graceful, sends GOAWAY and lets in-flight streams finish first (bounded). */
   close(graceful?: boolean): Promise<void>;
 }
 
 /** Starts the server role. Throws TunnelError (ERR_LISTEN, ERR_TLS_CONFIG) if it cannot start. */
 export async function startServer(config: ServerConfig): Promise<ServerHandle> {
-  void config;
-  throw new Error("not implemented yet");
+  const clusters = new Map<string, ClusterConfig>(config.clusters.map((c) => [c.name, c]));
+  const registry = new Registry(clusters.keys());
+  const stats = new ServerStats();
+  const idPrefix = randomBytes(3).toString("hex");
+  let nextConnection = 1;
+  let pendingTotal = 0;
+  const pendingByIp = new Map<string, number>();
+  const tls = config.tls ? await serverTls(config) : undefined;
+
+  const release = (socket: NetSocket): void => {
+    pendingTotal--;
+    const ip = socket.remoteAddress;
+    const n = (pendingByIp.get(ip) ?? 1) - 1;
+    if (n <= 0) pendingByIp.delete(ip);
+    else pendingByIp.set(ip, n);
+  };
+
+  const ctx: HandshakeContext = {
+    config,
+    clusters,
+    replay: new ReplayGuard(),
+    onSettled: release,
+    onRefused(socket, status, error) {
+      stats.handshake(status);
+      log.warn("agent handshake refused", { remote: socket.remoteAddress, status, code: error.code });
+    },
+    onAccepted(socket, accepted) {
+      stats.handshake(HandshakeStatus.SUCCESS);
+      admit(socket, accepted);
+    },
+  };
+
+  function admit(socket: NetSocket, a: AcceptedHandshake): void {
+    const connectionId = `${idPrefix}-${nextConnection++}`;
+    const response = encodeHandshake({
+      flag: 2,
+      body: {
+        status: HandshakeStatus.SUCCESS,
+        connection_id: connectionId,
+        backchannel: { version: STREAM_PROTOCOL_VERSION, window: config.streamWindowBytes, max_frame: config.maxFrameBytes },
+      },
+    });
+    if (socket.write(response) !== response.byteLength) {
+      socket.terminate();
+      return;
+    }
+    let host: Host | null = null;
+    const session = new Session(
+      socket,
+      {
+        role: "server",
+        localWindow: config.streamWindowBytes,
+        peerWindow: a.hello.window,
+        localMaxFrame: config.maxFrameBytes,
+        peerMaxFrame: a.hello.max_frame,
+        maxStreams: config.maxStreamsPerConnection,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      },
+      {
+        onStreamEnd: (stream, code) => stats.streamEnded(stream, code, host, config.accessLog),
+        onAck: (stream) => stats.streamAcked(stream),
+        onGoAway: () => {
+          if (host && host.session.activeStreams === 0) host.session.close();
+        },
+        onClose: (error) => {
+          if (host) registry.remove(host);
+          log.info("agent connection closed", { connectionId, cluster: a.cluster.name, hostName: a.info.host_name, reason: error?.message });
+        },
+      },
+    );
+    socket.data.owner = sessionOwner(session);
+    if (a.hello.role === "data") {
+      host = {
+        connectionId,
+        cluster: a.cluster.name,
+        hostName: a.info.host_name,
+        weight: Math.max(1, a.info.weight),
+        slot: a.hello.slot,
+        instance: a.hello.instance,
+        remoteAddress: socket.remoteAddress,
+        connectedAt: Date.now(),
+        session,
+      };
+      const replaced = registry.add(host);
+      if (replaced !== null) {
+        log.info("agent connection replaced", { old: replaced.connectionId, new: connectionId, hostName: host.hostName });
+        replaced.session.goAway(WireCode.NO_ERROR);
+        if (replaced.session.activeStreams === 0) replaced.session.close();
+      }
+      log.info("agent connection joined", { connectionId, cluster: host.cluster, hostName: host.hostName, weight: host.weight, slot: host.slot });
+    }
+    if (a.rest.byteLength > 0) session.receive(a.rest);
+  }
+
+  const agentListener = listen({
+    host: config.listen.host,
+    port: config.listen.port,
+    tls,
+    onHandlerError: (e) => log.error("agent socket handler failed", { error: e }),
+    accept(socket) {
+      const ip = socket.remoteAddress;
+      const perIp = pendingByIp.get(ip) ?? 0;
+      if (pendingTotal >= config.maxPendingHandshakes || perIp >= config.maxPendingHandshakesPerIp) {
+        stats.limitHit("pending_handshakes");
+        socket.write(encodeHandshake({ flag: 2, body: { status: HandshakeStatus.SERVER_BUSY, retry_after_ms: 1000 } }));
+        socket.end();
+        return null;
+      }
+      pendingTotal++;
+      pendingByIp.set(ip, perIp + 1);
+      return new PendingHandshake(socket, ctx);
+    },
+  });
+
+  let routes: Listener[];
+  try {
+    routes = openRoutes(config, registry, stats);
+  } catch (e) {
+    agentListener.stop(true);
+    throw e;
+  }
+  log.info("server listening", {
+    agents: `${config.listen.host}:${agentListener.port}`,
+    routes: config.routes.map((r, i) => `${r.listen.host}:${routes[i]?.port}=${r.cluster}/${r.service}`),
+    tls: config.tls,
+  });
+
+  let closing: Promise<void> | null = null;
+  return {
+    agentPort: agentListener.port,
+    routePorts: routes.map((r) => r.port),
+    registry,
+    stats,
+    close(graceful = false) {
+      closing ??= (async () => {
+        for (const r of routes) r.stop(false);
+        agentListener.stop(false);
+        const sessions = [...registry.hosts()].map((h) => h.session);
+        if (graceful) {
+          for (const s of sessions) s.goAway(WireCode.SHUTTING_DOWN);
+          const deadline = Date.now() + 15_000;
+          while (sessions.some((s) => !s.closed && s.activeStreams > 0) && Date.now() < deadline) {
+            await Bun.sleep(20);
+          }
+        }
+        for (const s of sessions) s.close();
+        agentListener.stop(true);
+        for (const r of routes) r.stop(true);
+      })();
+      return closing;
+    },
+  };
 }

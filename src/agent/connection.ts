@@ -1,0 +1,292 @@
+/**
+ * One agent connection slot to one server: dial → handshake → session → (lost) → backoff → dial again.
+ * Lifecycle states: dialing → handshaking → ready → draining → closed. Each slot runs on its own, so an unreachable
+ * server never blocks the others (MOSN's serial Start, mosn-tunnel.md §6.8).
+ */
+import type { TLSOptions } from "bun";
+import type { AgentConfig } from "../config.ts";
+import { HandshakeDecoder, encodeHandshake, type ConnectionInitResponse } from "../protocol/handshake.ts";
+import { HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
+import { makeCredential } from "../auth/credential.ts";
+import { Session, sessionOwner } from "../mux/session.ts";
+import { connect, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
+import { TunnelError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { Backoff } from "./backoff.ts";
+import type { Services } from "./services.ts";
+
+const log = logger("agent");
+
+/** A connection slot's state. */
+export type SlotState = "dialing" | "handshaking" | "ready" | "draining" | "backoff" | "stopped";
+
+/** Healthy this long (ms) → the backoff starts from the base again. */
+const HEALTHY_RESET_MS = 10_000;
+
+/** Shared by every slot of one agent. */
+export interface SlotContext {
+  readonly config: AgentConfig;
+  readonly services: Services;
+  readonly instance: string;
+  readonly tls: TLSOptions | undefined;
+  readonly random: () => number;
+}
+
+/** One data connection slot to one server address. */
+export class ConnectionSlot {
+  state: SlotState = "dialing";
+  session: Session | null = null;
+  connectionId: string | null = null;
+  /** Status of the last refused handshake, for logs and status. */
+  lastStatus: number | null = null;
+  reconnects = 0;
+  private readonly backoff: Backoff;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private stopped = false;
+  private failures = 0;
+  private readyAt = 0;
+
+  constructor(
+    private readonly ctx: SlotContext,
+    readonly serverHost: string,
+    readonly serverPort: number,
+    readonly slot: number,
+    readonly role: "data" | "aside" = "data",
+  ) {
+    this.backoff = new Backoff(ctx.config.reconnectBaseMs, ctx.config.reconnectMaxMs, ctx.random);
+  }
+
+  /** Address label for logs. */
+  get server(): string {
+    return `${this.serverHost}:${this.serverPort}`;
+  }
+
+  /** Starts the dial loop. */
+  start(): void {
+    void this.dial();
+  }
+
+  /**
+   * Stops the slot: no reconnects. With graceful, sends GOAWAY and resolves when its streams are done (the caller
+   * bounds the wait); otherwise closes at once.
+   */
+  stop(graceful: boolean): void {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const s = this.session;
+    if (s === null || s.closed) {
+      this.state = "stopped";
+      return;
+    }
+    if (graceful) {
+      this.state = "draining";
+      s.goAway(WireCode.SHUTTING_DOWN);
+      if (s.activeStreams === 0) s.close();
+    } else {
+      s.close();
+    }
+  }
+
+  /** Open streams on this slot's session. */
+  get activeStreams(): number {
+    return this.session?.activeStreams ?? 0;
+  }
+
+  private async dial(): Promise<void> {
+    if (this.stopped) return;
+    this.state = "dialing";
+    const { config } = this.ctx;
+    const hs = new AgentHandshake(this);
+    let socket: NetSocket;
+    try {
+      socket = await connect({
+        host: this.serverHost,
+        port: this.serverPort,
+        tls: this.ctx.tls,
+        timeoutMs: config.connectTimeoutMs,
+        owner: hs,
+      });
+    } catch (e) {
+      this.retry(`dial failed: ${(e as Error).message}`, false);
+      return;
+    }
+    if (this.stopped) {
+      socket.terminate();
+      return;
+    }
+    this.state = "handshaking";
+    hs.begin(socket, config.connectTimeoutMs);
+    const hello = {
+      version: STREAM_PROTOCOL_VERSION,
+      role: this.role,
+      slot: this.slot,
+      instance: this.ctx.instance,
+      window: config.streamWindowBytes,
+      max_frame: config.maxFrameBytes,
+    };
+    socket.write(
+      encodeHandshake({
+        flag: 1,
+        body: {
+          cluster_name: config.cluster,
+          weight: config.weight,
+          host_name: config.hostname,
+          credential_policy: config.credentialPolicy,
+          credential: makeCredential(config.credentialPolicy, config.credential, config.cluster, config.hostname),
+          extra: { backchannel: hello },
+        },
+      }),
+    );
+  }
+
+  /** Called by the handshake owner with the server's answer. */
+  handshakeDone(socket: NetSocket, response: ConnectionInitResponse, rest: Uint8Array): void {
+    if (response.status !== HandshakeStatus.SUCCESS || !response.backchannel) {
+      this.lastStatus = response.status;
+      socket.end();
+      const auth = response.status === HandshakeStatus.AUTH_FAILED || response.status === HandshakeStatus.VALIDATOR_NOT_FOUND;
+      this.retry(`handshake refused with status ${response.status} (${statusName(response.status)})`, auth, response.retry_after_ms);
+      return;
+    }
+    const { config } = this.ctx;
+    const session = new Session(
+      socket,
+      {
+        role: "agent",
+        localWindow: config.streamWindowBytes,
+        peerWindow: response.backchannel.window,
+        localMaxFrame: config.maxFrameBytes,
+        peerMaxFrame: response.backchannel.max_frame,
+        maxStreams: config.maxStreamsPerConnection,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      },
+      {
+        onOpen: (stream) => this.ctx.services.serve(stream),
+        onStreamEnd: () => {
+          if (session.draining && session.activeStreams === 0) session.close();
+        },
+        onGoAway: () => {
+          // The server will open no more streams here: replace this connection now, close it once idle.
+          if (session.activeStreams === 0) session.close();
+          else if (!this.stopped) this.replaceDraining(session);
+        },
+        onClose: (error) => this.sessionClosed(session, error),
+      },
+    );
+    this.session = session;
+    this.connectionId = response.connection_id ?? null;
+    this.state = "ready";
+    this.readyAt = performance.now();
+    this.failures = 0;
+    this.lastStatus = HandshakeStatus.SUCCESS;
+    socket.data.owner = sessionOwner(session);
+    log.info("connected", { server: this.server, slot: this.slot, connectionId: this.connectionId });
+    if (rest.byteLength > 0) session.receive(rest);
+  }
+
+  /** Handshake failed before a response (closed, timed out, garbage). */
+  handshakeFailed(error: TunnelError): void {
+    this.retry(`handshake failed: ${error.message}`, false);
+  }
+
+  private replaceDraining(old: Session): void {
+    // The old session keeps its streams; this slot dials a fresh connection at once.
+    if (this.session === old) this.session = null;
+    this.state = "dialing";
+    void this.dial();
+  }
+
+  private sessionClosed(session: Session, error?: TunnelError): void {
+    if (this.session !== session) return; // an old, replaced session finished draining
+    this.session = null;
+    if (this.stopped) {
+      this.state = "stopped";
+      return;
+    }
+    if (performance.now() - this.readyAt >= HEALTHY_RESET_MS) this.backoff.reset();
+    this.reconnects++;
+    this.retry(`connection lost: ${error?.message ?? "closed"}`, false);
+  }
+
+  private retry(reason: string, authFailure: boolean, retryAfterMs?: number): void {
+    if (this.stopped) {
+      this.state = "stopped";
+      return;
+    }
+    this.failures++;
+    const limit = this.ctx.config.connectRetryTimes;
+    if (limit >= 0 && this.failures > limit) {
+      log.error("giving up on server after retries", { server: this.server, slot: this.slot, reason, retries: limit });
+      this.state = "stopped";
+      this.stopped = true;
+      return;
+    }
+    let delay = authFailure ? this.backoff.max() : this.backoff.next();
+    if (retryAfterMs !== undefined) delay = Math.max(delay, retryAfterMs);
+    const fields = { server: this.server, slot: this.slot, reason, retryInMs: delay };
+    if (authFailure) log.error("handshake refused", fields);
+    else log.warn("connection down", fields);
+    this.state = "backoff";
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.dial();
+    }, delay);
+  }
+}
+
+/** Human name of a handshake status. */
+export function statusName(status: number): string {
+  for (const [name, value] of Object.entries(HandshakeStatus)) if (value === status) return name;
+  return "UNKNOWN";
+}
+
+/** Owns the agent's socket from connect until the ConnectionInitResponse. */
+class AgentHandshake implements SocketOwner {
+  private readonly decoder = new HandshakeDecoder({ accept: [2] });
+  private socket: NetSocket | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private done = false;
+
+  constructor(private readonly slot: ConnectionSlot) {}
+
+  begin(socket: NetSocket, timeoutMs: number): void {
+    this.socket = socket;
+    this.timer = setTimeout(() => this.fail(new TunnelError("ERR_HANDSHAKE_TIMEOUT")), timeoutMs);
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.done || this.socket === null) return;
+    const r = this.decoder.push(chunk);
+    if (r.kind === "more") return;
+    if (r.kind === "error" || r.message.flag !== 2) {
+      this.fail(r.kind === "error" ? r.error : new TunnelError("ERR_HANDSHAKE_FLAG"));
+      return;
+    }
+    this.finish();
+    this.slot.handshakeDone(this.socket, r.message.body, r.rest);
+  }
+
+  onDrain(): void {}
+
+  onEnd(): void {
+    this.fail(new TunnelError("ERR_HANDSHAKE_CLOSED"));
+  }
+
+  onClose(): void {
+    this.fail(new TunnelError("ERR_HANDSHAKE_CLOSED"));
+  }
+
+  private finish(): void {
+    this.done = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+  }
+
+  private fail(error: TunnelError): void {
+    if (this.done) return;
+    this.finish();
+    this.socket?.terminate();
+    this.slot.handshakeFailed(error);
+  }
+}

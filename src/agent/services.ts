@@ -1,0 +1,57 @@
+/**
+ * The agent's allowlist: a stream names a service, and only services in TUNNEL_SERVICES are ever dialled.
+ * Unknown names (including anything that looks like an address) are reset with UNKNOWN_SERVICE, nothing dialled.
+ */
+import type { AgentConfig, ServiceConfig } from "../config.ts";
+import { WireCode } from "../protocol/constants.ts";
+import type { Stream } from "../mux/stream.ts";
+import { connect } from "../transport/tcp.ts";
+import { isTunnelError } from "../errors.ts";
+import { logger } from "../log.ts";
+
+const log = logger("service");
+
+/** Dials allowlisted targets for streams opened by servers. */
+export class Services {
+  private readonly byName: ReadonlyMap<string, ServiceConfig>;
+  /** Streams refused because the service is not in the allowlist. */
+  unknownServiceCount = 0;
+  dialFailures = 0;
+
+  constructor(private readonly config: AgentConfig) {
+    this.byName = new Map(config.services.map((s) => [s.name, s]));
+  }
+
+  /** Looks up a service by exact name. */
+  get(name: string): ServiceConfig | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Handles an OPEN: dial the target and attach it, or reset the stream with a code. */
+  serve(stream: Stream): void {
+    const service = this.byName.get(stream.open.service);
+    if (service === undefined) {
+      this.unknownServiceCount++;
+      log.warn("stream for a service not in TUNNEL_SERVICES refused", { streamId: stream.id, service: stream.open.service });
+      stream.reset(WireCode.UNKNOWN_SERVICE);
+      return;
+    }
+    stream.label = service.name;
+    connect({ host: service.host, port: service.port, timeoutMs: this.config.connectTimeoutMs, owner: stream }).then(
+      (socket) => {
+        if (stream.end !== null) {
+          socket.terminate();
+          return;
+        }
+        stream.attach(socket);
+        stream.acknowledge();
+      },
+      (e: unknown) => {
+        this.dialFailures++;
+        const code = isTunnelError(e, "ERR_CONNECT_TIMEOUT") ? WireCode.CONNECT_TIMEOUT : WireCode.CONNECT_REFUSED;
+        log.debug("target dial failed", { service: service.name, streamId: stream.id, error: (e as Error).message });
+        stream.reset(code);
+      },
+    );
+  }
+}

@@ -1,0 +1,392 @@
+/**
+ * A session: the stream multiplexer over one data connection, on either side (SPEC.md §2). Owns the stream table,
+ * the batching frame encoder (one socket write per event-loop turn), liveness (PING/PONG) and GOAWAY.
+ *
+ * Writes: frames are staged in one FrameEncoder and flushed on setImmediate, or at once past the high-water mark.
+ * Streams stop sending (and pause their local socket) while the staging buffer is above the high-water mark, so
+ * memory is bounded; control frames bypass that gate but a peer that makes them pile up is disconnected.
+ */
+import { FrameDecoder, type FrameHandler, type OpenPayload } from "../protocol/frame-decoder.ts";
+import { FrameEncoder } from "../protocol/frame-encoder.ts";
+import { MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
+import { TunnelError, type ErrorCode } from "../errors.ts";
+import type { SocketOwner } from "../transport/tcp.ts";
+import { Stream, type LocalSocket, type StreamHost } from "./stream.ts";
+
+/** The part of a Bun socket a session writes to. */
+export interface FrameSocket {
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
+  end(): void;
+  terminate(): void;
+}
+
+/** Session settings (negotiated windows come from the handshake). */
+export interface SessionOptions {
+  role: "server" | "agent";
+  /** Per-stream window we grant the peer (bytes). */
+  localWindow: number;
+  /** Per-stream window the peer granted us (bytes). */
+  peerWindow: number;
+  /** Largest DATA payload we accept. */
+  localMaxFrame: number;
+  /** Largest DATA payload the peer accepts. */
+  peerMaxFrame: number;
+  /** Concurrent streams allowed; excess OPENs are refused with REFUSED_STREAM. */
+  maxStreams: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  /** Staging bytes above which streams stop sending (default 1 MiB). */
+  highWaterBytes?: number;
+}
+
+/** Callbacks from a session to its role. */
+export interface SessionEvents {
+  /** Agent only: the server opened a stream. The callee attaches a target or resets it. */
+  onOpen?(stream: Stream): void;
+  /** Server only: the agent acknowledged a stream (target connected). */
+  onAck?(stream: Stream): void;
+  /** A stream ended (`code` null for a clean finish). */
+  onStreamEnd?(stream: Stream, code: number | null): void;
+  /** The peer sent GOAWAY: no new streams on this session. */
+  onGoAway?(code: number): void;
+  /** A PONG arrived; round trip in ms. */
+  onRtt?(ms: number): void;
+  /** The session is closed (once). `error` is set unless it was a clean close. */
+  onClose(error?: TunnelError): void;
+}
+
+const CONTROL_SLACK_BYTES = 256 * 1024;
+
+/** The stream multiplexer over one connection. Feed it socket events (it is the socket's owner). */
+export class Session implements StreamHost, FrameHandler {
+  readonly streams = new Map<number, Stream>();
+  readonly peerMaxFrame: number;
+  private readonly encoder = new FrameEncoder(64 * 1024);
+  private readonly decoder: FrameDecoder;
+  private readonly highWater: number;
+  private blocked = new Set<Stream>();
+  private flushScheduled = false;
+  private writable = true;
+  private nextStreamId = 1;
+  private highestStreamId = 0;
+  private lastReceivedAt = performance.now();
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private readonly pingScratch = new Uint8Array(8);
+  /** No new streams (we or the peer sent GOAWAY, or ids ran out). */
+  draining = false;
+  closed = false;
+  /** Streams ever opened on this session. */
+  streamsOpened = 0;
+  /** Last measured round trip (ms), or -1. */
+  rttMs = -1;
+  private readonly flushBound = () => this.flush();
+
+  constructor(
+    private readonly socket: FrameSocket,
+    private readonly opts: SessionOptions,
+    private readonly events: SessionEvents,
+  ) {
+    this.peerMaxFrame = opts.peerMaxFrame;
+    this.highWater = opts.highWaterBytes ?? 1024 * 1024;
+    this.decoder = new FrameDecoder(this, { maxFrameBytes: opts.localMaxFrame });
+    if (opts.heartbeatIntervalMs > 0) {
+      this.heartbeat = setInterval(() => this.tick(), opts.heartbeatIntervalMs);
+      this.heartbeat.unref?.();
+    }
+  }
+
+  /** Open streams. */
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  // --- server: opening streams ---
+
+  /**
+   * Opens a stream to the agent for a visitor socket (server only). Returns null if the session is draining,
+   * closed, or out of stream ids (then it starts draining).
+   */
+  openStream(local: LocalSocket, open: OpenPayload): Stream | null {
+    if (this.closed || this.draining) return null;
+    const id = this.nextStreamId;
+    if (id > MAX_STREAM_ID) {
+      this.goAway(WireCode.STREAM_IDS_EXHAUSTED);
+      return null;
+    }
+    this.nextStreamId = id + 1;
+    this.highestStreamId = id;
+    const stream = new Stream(id, this, this.opts.peerWindow, this.opts.localWindow, open);
+    stream.local = local;
+    this.streams.set(id, stream);
+    this.streamsOpened++;
+    this.encoder.open(id, open);
+    this.scheduleFlush();
+    return stream;
+  }
+
+  /** Sends GOAWAY (no new streams); existing streams go on. */
+  goAway(code: number): void {
+    if (this.closed) return;
+    if (!this.draining) {
+      this.draining = true;
+      this.encoder.goAway(this.highestStreamId, code);
+      this.scheduleFlush();
+    }
+  }
+
+  /**
+   * Closes the session. With an error, sends GOAWAY with its wire code first. Streams are aborted.
+   * Safe to call more than once.
+   */
+  close(error?: TunnelError, wireCode: number = WireCode.NO_ERROR): void {
+    if (this.closed) return;
+    if (error) {
+      this.encoder.goAway(this.highestStreamId, wireCode);
+      this.flush();
+    }
+    this.shutdown(error);
+    if (this.encoder.pendingBytes > 0) this.socket.terminate();
+    else this.socket.end();
+  }
+
+  // --- socket events (forwarded by the connection's SocketOwner, see sessionOwner) ---
+
+  /** Bytes from the connection. */
+  receive(chunk: Uint8Array): void {
+    if (this.closed) return;
+    this.lastReceivedAt = performance.now();
+    const err = this.decoder.push(chunk);
+    if (err !== null) this.protocolError(err);
+  }
+
+  /** The connection can take more bytes. */
+  drained(): void {
+    this.writable = true;
+    this.flush();
+  }
+
+  /** The peer sent FIN: no more frames can arrive, so the session ends. */
+  peerEnded(): void {
+    this.close(new TunnelError("ERR_SESSION_CLOSED", "peer closed the connection"));
+  }
+
+  /** The connection is gone. */
+  socketClosed(error?: Error): void {
+    if (this.closed) return;
+    this.shutdown(new TunnelError("ERR_SESSION_CLOSED", error ? `connection lost: ${error.message}` : "connection closed"));
+  }
+
+  // --- StreamHost ---
+
+  canSend(): boolean {
+    return this.encoder.pendingBytes < this.highWater && !this.closed;
+  }
+
+  block(stream: Stream): void {
+    this.blocked.add(stream);
+    this.scheduleFlush();
+  }
+
+  sendData(streamId: number, data: Uint8Array, offset: number, length: number): void {
+    this.encoder.data(streamId, data, offset, length);
+    if (this.encoder.pendingBytes >= this.highWater) this.flush();
+    else this.scheduleFlush();
+  }
+
+  sendFin(streamId: number): void {
+    this.encoder.fin(streamId);
+    this.scheduleFlush();
+  }
+
+  sendRst(streamId: number, code: number): void {
+    this.control();
+    this.encoder.rst(streamId, code);
+  }
+
+  sendWindow(streamId: number, increment: number): void {
+    this.control();
+    this.encoder.window(streamId, increment);
+  }
+
+  sendAck(streamId: number): void {
+    this.control();
+    this.encoder.ack(streamId);
+  }
+
+  streamDone(stream: Stream, code: number | null): void {
+    if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    this.events.onStreamEnd?.(stream, code);
+  }
+
+  // --- FrameHandler (frames from the peer) ---
+
+  onOpen(streamId: number, open: OpenPayload): void {
+    if (this.opts.role !== "agent" || streamId <= this.highestStreamId) {
+      this.protocolError(new TunnelError("ERR_PROTOCOL", `unexpected OPEN for stream ${streamId}`));
+      return;
+    }
+    this.highestStreamId = streamId;
+    const stream = new Stream(streamId, this, this.opts.peerWindow, this.opts.localWindow, open);
+    if (this.draining || this.streams.size >= this.opts.maxStreams) {
+      this.control();
+      this.encoder.rst(streamId, WireCode.REFUSED_STREAM);
+      return;
+    }
+    this.streams.set(streamId, stream);
+    this.streamsOpened++;
+    this.events.onOpen?.(stream);
+  }
+
+  onData(streamId: number, payload: Uint8Array): void {
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return this.unknownStream(streamId, "DATA");
+    stream.handleData(payload);
+  }
+
+  onAck(streamId: number): void {
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return this.unknownStream(streamId, "ACK");
+    if (this.opts.role !== "server") return this.protocolError(new TunnelError("ERR_PROTOCOL", "ACK sent to an agent"));
+    this.events.onAck?.(stream);
+  }
+
+  onFin(streamId: number): void {
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return this.unknownStream(streamId, "FIN");
+    stream.handleFin();
+  }
+
+  onRst(streamId: number, code: number): void {
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return this.unknownStream(streamId, "RST");
+    stream.handleRst(code);
+  }
+
+  onWindow(streamId: number, increment: number): void {
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return this.unknownStream(streamId, "WINDOW");
+    stream.handleWindow(increment);
+  }
+
+  onPing(opaque: Uint8Array): void {
+    this.control();
+    this.encoder.pong(opaque);
+  }
+
+  onPong(opaque: Uint8Array): void {
+    const sentAt = new DataView(opaque.buffer, opaque.byteOffset, 8).getFloat64(0);
+    const rtt = performance.now() - sentAt;
+    if (rtt >= 0 && rtt < 3_600_000) {
+      this.rttMs = rtt;
+      this.events.onRtt?.(rtt);
+    }
+  }
+
+  onGoAway(_lastStreamId: number, code: number): void {
+    this.draining = true;
+    this.events.onGoAway?.(code);
+  }
+
+  // --- internals ---
+
+  /** A frame for a stream not in the table: late (already closed) frames are ignored, others are an error. */
+  private unknownStream(streamId: number, what: string): void {
+    if (streamId > this.highestStreamId) {
+      this.protocolError(new TunnelError("ERR_PROTOCOL", `${what} for stream ${streamId} that was never opened`));
+    }
+  }
+
+  private protocolError(err: TunnelError): void {
+    const code =
+      err.code === "ERR_FRAME_SIZE"
+        ? WireCode.FRAME_SIZE_ERROR
+        : err.code === "ERR_CONTROL_FLOOD"
+          ? WireCode.ENHANCE_YOUR_CALM
+          : err.code === "ERR_KEEPALIVE_TIMEOUT"
+            ? WireCode.KEEPALIVE_TIMEOUT
+            : WireCode.PROTOCOL_ERROR;
+    this.close(err, code);
+  }
+
+  /** Before queuing a control frame: a peer that makes control replies pile up without reading is cut off. */
+  private control(): void {
+    if (this.encoder.pendingBytes > this.highWater + CONTROL_SLACK_BYTES) {
+      queueMicrotask(() => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")));
+    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(this.flushBound);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closed || !this.writable) return;
+    const enc = this.encoder;
+    if (enc.pendingBytes > 0) {
+      const n = this.socket.write(enc.pending());
+      if (n > 0) enc.consume(n);
+      if (enc.pendingBytes > 0) {
+        this.writable = n >= 0 ? false : this.writable;
+        return;
+      }
+    }
+    if (this.blocked.size > 0) {
+      const streams = [...this.blocked];
+      this.blocked.clear();
+      for (const s of streams) s.pump();
+    }
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    if (now - this.lastReceivedAt > this.opts.heartbeatTimeoutMs) {
+      this.protocolError(new TunnelError("ERR_KEEPALIVE_TIMEOUT"));
+      return;
+    }
+    new DataView(this.pingScratch.buffer).setFloat64(0, now);
+    this.control();
+    this.encoder.ping(this.pingScratch);
+  }
+
+  private shutdown(error?: TunnelError): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    const code = error ? WireCode.CANCEL : WireCode.NO_ERROR;
+    for (const s of [...this.streams.values()]) s.abort(code);
+    this.streams.clear();
+    this.blocked.clear();
+    this.events.onClose(error);
+  }
+}
+
+/** A SocketOwner that feeds a session (used once the handshake is over). */
+export function sessionOwner(session: Session): SocketOwner {
+  return {
+    onData: (chunk) => session.receive(chunk),
+    onDrain: () => session.drained(),
+    onEnd: () => session.peerEnded(),
+    onClose: (error) => session.socketClosed(error),
+  };
+}
+
+/** Maps an error code to the wire code sent to a peer. */
+export function wireCodeFor(code: ErrorCode): number {
+  switch (code) {
+    case "ERR_UNKNOWN_SERVICE":
+      return WireCode.UNKNOWN_SERVICE;
+    case "ERR_CONNECT_REFUSED":
+      return WireCode.CONNECT_REFUSED;
+    case "ERR_CONNECT_TIMEOUT":
+      return WireCode.CONNECT_TIMEOUT;
+    default:
+      return WireCode.INTERNAL_ERROR;
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * One stream: the bytes of one visitor, piped between a local socket (the visitor on the server, the target on
+ * the agent) and the session's frames, with per-stream credit both ways (SPEC.md §2.2).
+ *
+ * Invariants: at most one read chunk waits for credit (`outPending`; the local socket is paused meanwhile); bytes
+ * from the peer wait in `inQueue` at most up to the window we granted; credit is returned only after bytes were
+ * written to the local socket.
+ */
+import type { OpenPayload } from "../protocol/frame-decoder.ts";
+import { WireCode } from "../protocol/constants.ts";
+import type { SocketOwner } from "../transport/tcp.ts";
+
+/** The part of a Bun socket a stream uses (structurally satisfied by `Socket`). */
+export interface LocalSocket {
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
+  pause(): void;
+  resume(): void;
+  shutdown(halfClose?: boolean): void;
+  end(): void;
+  terminate(): void;
+}
+
+/** What a stream needs from its session (implemented by Session). */
+export interface StreamHost {
+  /** True while the session's staging buffer is below its high-water mark. */
+  canSend(): boolean;
+  /** Parks a stream until the session can send again; `pump()` is called then. */
+  block(stream: Stream): void;
+  sendData(streamId: number, data: Uint8Array, offset: number, length: number): void;
+  sendFin(streamId: number): void;
+  sendRst(streamId: number, code: number): void;
+  sendWindow(streamId: number, increment: number): void;
+  sendAck(streamId: number): void;
+  /** Peer's max DATA payload. */
+  readonly peerMaxFrame: number;
+  /** The stream finished (both FINs done, or reset); drop it from the table. */
+  streamDone(stream: Stream, code: number | null): void;
+}
+
+/** How a stream ended: null while open, "fin" when both sides finished cleanly, otherwise the wire code. */
+export type StreamEnd = null | "fin" | number;
+
+export class Stream implements SocketOwner {
+  /** The local socket, once attached (the agent attaches after dialing the target). */
+  local: LocalSocket | null = null;
+  /** Bytes we may still send to the peer. */
+  private sendCredit: number;
+  /** Bytes the peer may still send us before we return credit. */
+  private recvCredit: number;
+  /** Bytes written to the local socket but not yet returned to the peer as credit. */
+  private creditOwed = 0;
+  private readonly creditThreshold: number;
+  /** A local chunk (or its unsent tail) waiting for credit or session room. */
+  private outPending: Uint8Array | null = null;
+  /** Peer bytes waiting for the local socket (views of received chunks). */
+  private inQueue: Uint8Array[] = [];
+  private paused = false;
+  private localEof = false;
+  private finSent = false;
+  private remoteFin = false;
+  private shutdownSent = false;
+  private localClosed = false;
+  /** How the stream ended. */
+  end: StreamEnd = null;
+  /** Bytes from the local socket sent to the peer. */
+  bytesOut = 0;
+  /** Bytes from the peer written to the local socket. */
+  bytesIn = 0;
+  /** Milliseconds timestamp (performance.now) at open. */
+  readonly openedAt = performance.now();
+  /** Set by the owner (server: route label; agent: service) for logs and metrics. */
+  label = "";
+
+  constructor(
+    readonly id: number,
+    private readonly host: StreamHost,
+    /** What the peer granted us per stream. */
+    peerWindow: number,
+    /** What we granted the peer per stream. */
+    readonly localWindow: number,
+    /** The OPEN that created this stream (visitor address, service). */
+    readonly open: OpenPayload,
+  ) {
+    this.sendCredit = peerWindow;
+    this.recvCredit = localWindow;
+    this.creditThreshold = Math.max(1, localWindow >>> 2);
+  }
+
+  /** Bytes of peer data held in memory waiting for the local socket. */
+  get queuedBytes(): number {
+    let n = 0;
+    for (const b of this.inQueue) n += b.byteLength;
+    return n;
+  }
+
+  /** Attaches the local socket and flushes whatever the peer sent meanwhile. */
+  attach(local: LocalSocket): void {
+    this.local = local;
+    this.flushIn();
+  }
+
+  // --- local socket events (SocketOwner) ---
+
+  onData(chunk: Uint8Array): void {
+    if (this.end !== null || this.finSent) return;
+    if (this.outPending === null) this.outPending = chunk;
+    else {
+      // Bun may deliver one more read after pause(): join it (rare, bounded by one read).
+      const joined = new Uint8Array(this.outPending.byteLength + chunk.byteLength);
+      joined.set(this.outPending, 0);
+      joined.set(chunk, this.outPending.byteLength);
+      this.outPending = joined;
+    }
+    this.pump();
+  }
+
+  onDrain(): void {
+    if (this.end !== null) return;
+    this.flushIn();
+  }
+
+  onEnd(): void {
+    if (this.end !== null) return;
+    this.localEof = true;
+    this.pump();
+  }
+
+  onClose(error?: Error): void {
+    this.localClosed = true;
+    if (this.end !== null) return;
+    if (error || this.inQueue.length > 0) {
+      this.reset(WireCode.CANCEL);
+      return;
+    }
+    // A clean close is EOF (after our own shutdown() Bun reports the peer's FIN only as close).
+    this.localEof = true;
+    this.pump();
+    this.maybeDone();
+  }
+
+  // --- sending local bytes to the peer ---
+
+  /** Sends pending local bytes as far as credit and session room allow; pauses or resumes the local socket. */
+  pump(): void {
+    if (this.end !== null) return;
+    let pending = this.outPending;
+    while (pending !== null) {
+      if (this.sendCredit <= 0) break;
+      if (!this.host.canSend()) {
+        this.host.block(this);
+        break;
+      }
+      const n = Math.min(pending.byteLength, this.sendCredit, this.host.peerMaxFrame);
+      this.host.sendData(this.id, pending, 0, n);
+      this.sendCredit -= n;
+      this.bytesOut += n;
+      pending = n === pending.byteLength ? null : pending.subarray(n);
+    }
+    this.outPending = pending;
+    if (pending !== null) {
+      if (!this.paused && this.local && !this.localClosed) {
+        this.paused = true;
+        this.local.pause();
+      }
+      return;
+    }
+    if (this.paused && this.local && !this.localClosed) {
+      this.paused = false;
+      this.local.resume();
+    }
+    if (this.localEof && !this.finSent) {
+      this.finSent = true;
+      this.host.sendFin(this.id);
+      this.maybeDone();
+    }
+  }
+
+  // --- frames from the peer ---
+
+  /** DATA from the peer (a view of the received chunk). Returns false on a flow-control violation (stream reset). */
+  handleData(payload: Uint8Array): void {
+    if (this.end !== null) return;
+    const len = payload.byteLength;
+    if (len > this.recvCredit || this.remoteFin) {
+      this.reset(this.remoteFin ? WireCode.STREAM_CLOSED : WireCode.FLOW_CONTROL_ERROR);
+      return;
+    }
+    this.recvCredit -= len;
+    if (len === 0) return;
+    if (this.localClosed) {
+      // Nowhere to deliver: the local side is gone.
+      this.reset(WireCode.CANCEL);
+      return;
+    }
+    if (this.local !== null && this.inQueue.length === 0) {
+      const n = this.writeLocal(payload);
+      if (n < len) this.inQueue.push(payload.subarray(n));
+    } else {
+      this.inQueue.push(payload);
+    }
+  }
+
+  handleWindow(increment: number): void {
+    if (this.end !== null) return;
+    this.sendCredit += increment;
+    if (this.sendCredit > 0x7fffffff) {
+      this.reset(WireCode.FLOW_CONTROL_ERROR);
+      return;
+    }
+    this.pump();
+  }
+
+  handleFin(): void {
+    if (this.end !== null || this.remoteFin) return;
+    this.remoteFin = true;
+    this.flushIn();
+  }
+
+  /** The peer reset the stream: abort the local socket at once. */
+  handleRst(code: number): void {
+    if (this.end !== null) return;
+    this.finish(code, false);
+  }
+
+  /** Resets the stream: RST to the peer, abort the local socket. */
+  reset(code: number): void {
+    if (this.end !== null) return;
+    this.finish(code, true);
+  }
+
+  /** The session is gone: abort without sending anything. */
+  abort(code: number): void {
+    if (this.end !== null) return;
+    this.finish(code, false);
+  }
+
+  // --- internals ---
+
+  private writeLocal(buf: Uint8Array): number {
+    const local = this.local as LocalSocket;
+    const n = local.write(buf);
+    if (n <= 0) return 0;
+    this.bytesIn += n;
+    this.creditOwed += n;
+    if (this.creditOwed >= this.creditThreshold) {
+      this.recvCredit += this.creditOwed;
+      this.host.sendWindow(this.id, this.creditOwed);
+      this.creditOwed = 0;
+    }
+    return n;
+  }
+
+  private flushIn(): void {
+    if (this.local === null || this.end !== null) return;
+    const q = this.inQueue;
+    while (q.length > 0) {
+      const head = q[0] as Uint8Array;
+      const n = this.writeLocal(head);
+      if (n < head.byteLength) {
+        q[0] = head.subarray(n);
+        return;
+      }
+      q.shift();
+    }
+    if (this.remoteFin && !this.shutdownSent) {
+      this.shutdownSent = true;
+      if (!this.localClosed) this.local.shutdown();
+      this.maybeDone();
+    }
+  }
+
+  private maybeDone(): void {
+    if (this.end !== null) return;
+    if (this.finSent && this.shutdownSent) {
+      this.end = "fin";
+      this.outPending = null;
+      if (!this.localClosed) this.local?.end();
+      this.host.streamDone(this, null);
+    }
+  }
+
+  private finish(code: number, sendRst: boolean): void {
+    this.end = code;
+    this.outPending = null;
+    this.inQueue = [];
+    if (sendRst) this.host.sendRst(this.id, code);
+    if (this.local !== null && !this.localClosed) this.local.terminate();
+    this.host.streamDone(this, code);
+  }
+
+  /** Called by the agent once the target is connected: tells the server (ACK). */
+  acknowledge(): void {
+    if (this.end === null) this.host.sendAck(this.id);
+  }
+}
