@@ -29,8 +29,13 @@ export class PatternSource {
     this.pos = seed % PERIOD;
   }
 
-  /** The next `n` bytes (n ≤ 65,537) as a view valid until the next call, or a fresh copy if `copy`. */
+  /** The next `n` bytes: a view of the pattern (n ≤ 65,537), else or if `copy` a fresh buffer. */
   next(n: number, copy = false): Uint8Array {
+    if (n > PERIOD) {
+      const out = new Uint8Array(n);
+      for (let off = 0; off < n; off += PERIOD) out.set(this.next(Math.min(PERIOD, n - off)), off);
+      return out;
+    }
     const view = this.block.subarray(this.pos, this.pos + n);
     this.pos = (this.pos + n) % PERIOD;
     this.produced += n;
