@@ -48,7 +48,10 @@ function build(level: LogLevel, format: "pretty" | "json", write: LogSink | unde
   // throttle: 0 turns off consola's folding of repeated identical lines (it would hide a flood of the same warning).
   const options = { level: LEVELS[level], throttle: 0 };
   if (format === "json") return createConsola({ ...options, reporters: [jsonReporter(sink)] });
-  if (write === undefined) return createConsola(options);
+  if (write === undefined) {
+    const instance = createConsola(options);
+    return instance.setReporters(instance.options.reporters.map(withoutTraceStacks));
+  }
   const stream = (isErr: boolean) => ({ write: (s: string) => write(s.replace(/\n$/, ""), isErr) });
   // `fancy` is honoured by consola's node entry (what Bun loads); TS resolves the browser typings, which lack it.
   const plain = { fancy: false } as object;
@@ -58,6 +61,11 @@ function build(level: LogLevel, format: "pretty" | "json", write: LogSink | unde
     stdout: stream(false) as unknown as NodeJS.WriteStream,
     stderr: stream(true) as unknown as NodeJS.WriteStream,
   });
+}
+
+/** consola's fancy reporter appends a stack trace to every `trace` line; show those lines in debug style instead. */
+function withoutTraceStacks(reporter: ConsolaReporter): ConsolaReporter {
+  return { log: (o, ctx) => reporter.log(o.type === "trace" ? { ...o, type: "debug" } : o, ctx) };
 }
 
 /** A consola reporter writing one JSON object per line. */
