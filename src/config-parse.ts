@@ -207,6 +207,22 @@ export function parseServers(raw: string): Parsed<HostPort[]> {
   return ok(servers);
 }
 
+/** TUNNEL_DNS_SERVERS: IP addresses with optional ports (`10.0.0.2`, `127.0.0.1:5353`, `[::1]:53`). */
+export function parseDnsServers(raw: string): Parsed<string[]> {
+  const errors: string[] = [];
+  const out: string[] = [];
+  for (const entry of entries(raw)) {
+    const bare = isIPv4(entry) || isIPv6(entry);
+    const a = bare ? { host: entry, port: 53 } : parseHostPort(entry, { allowPortZero: false });
+    if (typeof a === "string" || !(isIPv4(a.host) || isIPv6(a.host))) {
+      errors.push(`entry "${entry}": expected an IP address with an optional port`);
+    } else out.push(isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  if (out.length === 0) return { ok: false, errors: ["expected at least one DNS server"] };
+  return ok(out);
+}
+
 /** TUNNEL_SERVER_DISCOVERY: `dns:name:port` or `file:path`. */
 export function parseDiscovery(raw: string): Parsed<ServerDiscovery> {
   const [kind, rest] = cut(raw.trim(), ":");

@@ -37,6 +37,7 @@ export interface RouteConfig { listen: HostPort; cluster: string; service: strin
 export interface ServerConfig extends CommonConfig {
   mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
   handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
+  shutdownGraceMs: number;
 }
 /** A target the agent may dial, by service name. */
 export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null }
@@ -48,6 +49,7 @@ export interface AgentConfig extends CommonConfig {
   credentialPolicy: CredentialPolicy; credential: string | null; services: ServiceConfig[]; connections: number;
   weight: number; hostname: string; connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
   connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
+  discoveryIntervalMs: number; dnsServers: string[];
 }
 /** A loaded configuration. */
 export type Config = ServerConfig | AgentConfig;
@@ -172,6 +174,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       maxPendingHandshakes: must(x.TUNNEL_MAX_PENDING_HANDSHAKES),
       maxPendingHandshakesPerIp: must(x.TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP),
       accessLog: must(x.TUNNEL_ACCESS_LOG),
+      shutdownGraceMs: must(x.TUNNEL_SHUTDOWN_GRACE_MS),
     };
   }
   return {
@@ -192,6 +195,8 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     connectTimeoutMs: must(x.TUNNEL_CONNECT_TIMEOUT_MS),
     gracefulCloseMaxWaitMs: must(x.TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS),
     tlsServerName: x.TUNNEL_TLS_SERVER_NAME ?? null,
+    discoveryIntervalMs: must(x.TUNNEL_DISCOVERY_INTERVAL_MS),
+    dnsServers: x.TUNNEL_DNS_SERVERS ?? [],
   };
 }
 

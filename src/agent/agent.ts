@@ -1,6 +1,7 @@
 /**
- * Agent role: for every server address keeps TUNNEL_CONNECTIONS data connections (each slot on its own dial loop)
- * and serves the streams servers open, dialling only TUNNEL_SERVICES.
+ * Agent role: keeps a Peer (TUNNEL_CONNECTIONS data connections + one aside connection) for every server it knows
+ * and serves the streams servers open, dialling only TUNNEL_SERVICES. Servers come from TUNNEL_SERVERS (static:
+ * never removed) and TUNNEL_SERVER_DISCOVERY (reconciled on every snapshot: new → connect, gone → drain).
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -8,21 +9,27 @@ import { randomUUID } from "node:crypto";
 import type { AgentConfig, HostPort } from "../config.ts";
 import { agentTls } from "../transport/tls.ts";
 import { logger } from "../log.ts";
-import { ConnectionSlot, type SlotContext } from "./connection.ts";
+import type { ConnectionSlot, SlotContext } from "./connection.ts";
+import { startDiscovery, type Discovery } from "./discovery.ts";
+import { Peer } from "./peer.ts";
 import { Services } from "./services.ts";
 
 const log = logger("agent");
 
 /** A running agent. */
 export interface AgentHandle {
-  /** Every connection slot, for status and tests. */
+  /** Current peers by `host:port`. */
+  readonly peers: ReadonlyMap<string, Peer>;
+  /** Every data connection slot of every current peer. */
   readonly slots: readonly ConnectionSlot[];
   readonly services: Services;
-  /** Resolves once at least one connection to every server is ready. */
-  ready(): Promise<void>;
+  /** Resolves once every known server has at least one ready data connection (rejects after `timeoutMs`). */
+  ready(timeoutMs?: number): Promise<void>;
+  /** Changes this agent's weight on every server (over the aside connections); returns how many servers took it. */
+  setWeight(weight: number): number;
   /**
-   * Stops. With graceful: GOAWAY to every server at once, in-flight streams finish, resolves when they are done
-   * or after TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS.
+   * Stops. Graceful: drain at every server at once; in-flight streams finish; resolves when they are done or
+   * after TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS. Otherwise closes everything at once.
    */
   close(graceful?: boolean): Promise<void>;
 }
@@ -32,16 +39,21 @@ async function resolvePeers(server: HostPort): Promise<HostPort[]> {
   if (isIP(server.host) !== 0) return [server];
   try {
     const addrs = await lookup(server.host, { all: true });
-    const unique = [...new Set(addrs.map((a) => a.address))];
-    return unique.map((host) => ({ host, port: server.port }));
+    return [...new Set(addrs.map((a) => a.address))].map((host) => ({ host, port: server.port }));
   } catch (e) {
     log.warn("cannot resolve server, dialling by name", { server: server.host, error: (e as Error).message });
     return [server];
   }
 }
 
+/** Options for tests. */
+export interface AgentOptions {
+  /** Random source for backoff jitter (seeded in tests). */
+  random?: () => number;
+}
+
 /** Starts the agent role. */
-export async function startAgent(config: AgentConfig, opts: { random?: () => number } = {}): Promise<AgentHandle> {
+export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): Promise<AgentHandle> {
   const services = new Services(config);
   const ctx: SlotContext = {
     config,
@@ -50,38 +62,77 @@ export async function startAgent(config: AgentConfig, opts: { random?: () => num
     tls: config.tls ? await agentTls(config) : undefined,
     random: opts.random ?? Math.random,
   };
-  const peers = (await Promise.all(config.servers.map(resolvePeers))).flat();
-  const slots: ConnectionSlot[] = [];
-  for (const peer of peers) {
-    for (let i = 0; i < config.connections; i++) slots.push(new ConnectionSlot(ctx, peer.host, peer.port, i));
+  const peers = new Map<string, Peer>();
+  const staticKeys = new Set<string>();
+  let discoveredKeys = new Set<string>();
+  let closing: Promise<void> | null = null;
+
+  const addPeer = (hp: HostPort): void => {
+    const key = `${hp.host}:${hp.port}`;
+    if (peers.has(key) || closing) return;
+    const peer = new Peer(ctx, hp.host, hp.port);
+    peers.set(key, peer);
+    peer.start();
+  };
+
+  for (const hp of (await Promise.all(config.servers.map(resolvePeers))).flat()) {
+    staticKeys.add(`${hp.host}:${hp.port}`);
+    addPeer(hp);
   }
-  for (const s of slots) s.start();
+
+  let discovery: Discovery | null = null;
+  if (config.serverDiscovery !== null) {
+    discovery = startDiscovery(config.serverDiscovery, {
+      intervalMs: config.discoveryIntervalMs,
+      dnsServers: config.dnsServers,
+      onSnapshot(servers) {
+        const next = new Set(servers.map((s) => `${s.host}:${s.port}`));
+        for (const s of servers) addPeer(s);
+        for (const key of discoveredKeys) {
+          if (next.has(key) || staticKeys.has(key)) continue;
+          const peer = peers.get(key);
+          if (peer === undefined) continue;
+          log.info("server left discovery, draining", { server: key });
+          peers.delete(key);
+          void peer.stop(true, config.gracefulCloseMaxWaitMs);
+        }
+        discoveredKeys = next;
+      },
+    });
+  }
+
   log.info("agent started", {
     cluster: config.cluster,
     hostname: config.hostname,
-    servers: peers.map((p) => `${p.host}:${p.port}`),
+    servers: [...peers.keys()],
+    discovery: config.serverDiscovery ? config.serverDiscovery.kind : "off",
     connections: config.connections,
     services: config.services.map((s) => s.name),
   });
 
-  let closing: Promise<void> | null = null;
   return {
-    slots,
+    peers,
+    get slots() {
+      return [...peers.values()].flatMap((p) => p.slots);
+    },
     services,
-    async ready() {
-      const servers = new Set(slots.map((s) => s.server));
-      while (![...servers].every((srv) => slots.some((s) => s.server === srv && s.state === "ready"))) {
-        await Bun.sleep(10);
+    async ready(timeoutMs = 10_000) {
+      const deadline = performance.now() + timeoutMs;
+      while (peers.size === 0 || ![...peers.values()].every((p) => p.ready)) {
+        if (performance.now() > deadline) throw new Error("agent not connected to every server in time");
+        await Bun.sleep(5);
       }
+    },
+    setWeight(weight) {
+      let n = 0;
+      for (const p of peers.values()) if (p.setWeight(weight)) n++;
+      return n;
     },
     close(graceful = false) {
       closing ??= (async () => {
-        for (const s of slots) s.stop(graceful);
-        if (graceful) {
-          const deadline = performance.now() + config.gracefulCloseMaxWaitMs;
-          while (slots.some((s) => s.activeStreams > 0) && performance.now() < deadline) await Bun.sleep(10);
-        }
-        for (const s of slots) s.stop(false);
+        discovery?.stop();
+        await Promise.all([...peers.values()].map((p) => p.stop(graceful, config.gracefulCloseMaxWaitMs)));
+        log.info("agent stopped", { graceful });
       })();
       return closing;
     },

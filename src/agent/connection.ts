@@ -8,6 +8,7 @@ import type { AgentConfig } from "../config.ts";
 import { HandshakeDecoder, encodeHandshake, type ConnectionInitResponse } from "../protocol/handshake.ts";
 import { HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
 import { makeCredential } from "../auth/credential.ts";
+import type { ControlMessage } from "../protocol/control.ts";
 import { Session, sessionOwner } from "../mux/session.ts";
 import { connect, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
 import { TunnelError } from "../errors.ts";
@@ -40,6 +41,11 @@ export class ConnectionSlot {
   /** Status of the last refused handshake, for logs and status. */
   lastStatus: number | null = null;
   reconnects = 0;
+  /** Aside slot: the server acknowledged that a data connection drained. */
+  onDrained: ((connectionId: string) => void) | null = null;
+  /** Resolves once the slot is stopped and its connection is closed. */
+  readonly closed: Promise<void>;
+  private markClosed!: () => void;
   private readonly backoff: Backoff;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
@@ -54,6 +60,7 @@ export class ConnectionSlot {
     readonly role: "data" | "aside" = "data",
   ) {
     this.backoff = new Backoff(ctx.config.reconnectBaseMs, ctx.config.reconnectMaxMs, ctx.random);
+    this.closed = new Promise((resolve) => (this.markClosed = resolve));
   }
 
   /** Address label for logs. */
@@ -67,25 +74,38 @@ export class ConnectionSlot {
   }
 
   /**
-   * Stops the slot: no reconnects. With graceful, sends GOAWAY and resolves when its streams are done (the caller
-   * bounds the wait); otherwise closes at once.
+   * Stops the slot: no reconnects. With graceful, sends GOAWAY and lets its streams finish (the connection closes
+   * when they are done; the caller bounds the wait); otherwise closes at once. `closed` resolves after either.
    */
-  stop(graceful: boolean): void {
+  stop(graceful: boolean, code: number = WireCode.SHUTTING_DOWN): void {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     const s = this.session;
     if (s === null || s.closed) {
-      this.state = "stopped";
+      this.setStopped();
       return;
     }
     if (graceful) {
       this.state = "draining";
-      s.goAway(WireCode.SHUTTING_DOWN);
+      s.goAway(code);
       if (s.activeStreams === 0) s.close();
     } else {
       s.close();
     }
+  }
+
+  /** Sends a CONTROL message on this (aside) connection; false if it is not connected. */
+  sendControl(msg: ControlMessage): boolean {
+    const s = this.session;
+    if (s === null || s.closed || this.state !== "ready") return false;
+    s.sendControl(msg);
+    return true;
+  }
+
+  private setStopped(): void {
+    this.state = "stopped";
+    this.markClosed();
   }
 
   /** Open streams on this slot's session. */
@@ -94,7 +114,7 @@ export class ConnectionSlot {
   }
 
   private async dial(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped) return this.setStopped();
     this.state = "dialing";
     const { config } = this.ctx;
     const hs = new AgentHandshake(this);
@@ -113,6 +133,7 @@ export class ConnectionSlot {
     }
     if (this.stopped) {
       socket.terminate();
+      this.setStopped();
       return;
     }
     this.state = "handshaking";
@@ -142,6 +163,10 @@ export class ConnectionSlot {
 
   /** Called by the handshake owner with the server's answer. */
   handshakeDone(socket: NetSocket, response: ConnectionInitResponse, rest: Uint8Array): void {
+    if (this.stopped) {
+      socket.end();
+      return this.setStopped();
+    }
     if (response.status !== HandshakeStatus.SUCCESS || !response.backchannel) {
       this.lastStatus = response.status;
       socket.end();
@@ -158,12 +183,16 @@ export class ConnectionSlot {
         peerWindow: response.backchannel.window,
         localMaxFrame: config.maxFrameBytes,
         peerMaxFrame: response.backchannel.max_frame,
-        maxStreams: config.maxStreamsPerConnection,
+        maxStreams: this.role === "aside" ? 0 : config.maxStreamsPerConnection,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+        acceptControl: this.role === "aside",
       },
       {
         onOpen: (stream) => this.ctx.services.serve(stream),
+        onControl: (msg) => {
+          if (msg.type === "drained") this.onDrained?.(msg.connection_id);
+        },
         onStreamEnd: () => {
           if (session.draining && session.activeStreams === 0) session.close();
         },
@@ -182,7 +211,7 @@ export class ConnectionSlot {
     this.failures = 0;
     this.lastStatus = HandshakeStatus.SUCCESS;
     socket.data.owner = sessionOwner(session);
-    log.info("connected", { server: this.server, slot: this.slot, connectionId: this.connectionId });
+    log.info("connected", { server: this.server, role: this.role, slot: this.slot, connectionId: this.connectionId });
     if (rest.byteLength > 0) session.receive(rest);
   }
 
@@ -202,7 +231,7 @@ export class ConnectionSlot {
     if (this.session !== session) return; // an old, replaced session finished draining
     this.session = null;
     if (this.stopped) {
-      this.state = "stopped";
+      this.setStopped();
       return;
     }
     if (performance.now() - this.readyAt >= HEALTHY_RESET_MS) this.backoff.reset();
@@ -212,15 +241,15 @@ export class ConnectionSlot {
 
   private retry(reason: string, authFailure: boolean, retryAfterMs?: number): void {
     if (this.stopped) {
-      this.state = "stopped";
+      this.setStopped();
       return;
     }
     this.failures++;
     const limit = this.ctx.config.connectRetryTimes;
     if (limit >= 0 && this.failures > limit) {
       log.error("giving up on server after retries", { server: this.server, slot: this.slot, reason, retries: limit });
-      this.state = "stopped";
       this.stopped = true;
+      this.setStopped();
       return;
     }
     let delay = authFailure ? this.backoff.max() : this.backoff.next();

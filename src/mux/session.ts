@@ -10,6 +10,7 @@ import { FrameDecoder, type FrameHandler, type OpenPayload } from "../protocol/f
 import { FrameEncoder } from "../protocol/frame-encoder.ts";
 import { MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
+import { decodeControl, encodeControl, type ControlMessage } from "../protocol/control.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 import { Stream, type LocalSocket, type StreamHost } from "./stream.ts";
 
@@ -37,6 +38,8 @@ export interface SessionOptions {
   heartbeatTimeoutMs: number;
   /** Staging bytes above which streams stop sending (default 1 MiB). */
   highWaterBytes?: number;
+  /** Aside connections only: CONTROL frames are allowed (elsewhere they are a protocol error). */
+  acceptControl?: boolean;
 }
 
 /** Callbacks from a session to its role. */
@@ -49,6 +52,8 @@ export interface SessionEvents {
   onStreamEnd?(stream: Stream, code: number | null): void;
   /** The peer sent GOAWAY: no new streams on this session. */
   onGoAway?(code: number): void;
+  /** A valid CONTROL message arrived (aside connections only). */
+  onControl?(msg: ControlMessage): void;
   /** A PONG arrived; round trip in ms. */
   onRtt?(ms: number): void;
   /** The session is closed (once). `error` is set unless it was a clean close. */
@@ -281,6 +286,22 @@ export class Session implements StreamHost, FrameHandler {
       this.rttMs = rtt;
       this.events.onRtt?.(rtt);
     }
+  }
+
+  onControl(payload: Uint8Array): void {
+    const msg = this.opts.acceptControl ? decodeControl(payload) : null;
+    if (msg === null) {
+      this.protocolError(new TunnelError("ERR_FRAME_PAYLOAD", this.opts.acceptControl ? "malformed CONTROL" : "CONTROL on a data connection"));
+      return;
+    }
+    this.events.onControl?.(msg);
+  }
+
+  /** Sends a CONTROL message (aside connections). */
+  sendControl(msg: ControlMessage): void {
+    if (this.closed) return;
+    this.control();
+    this.encoder.control(encodeControl(msg));
   }
 
   onGoAway(_lastStreamId: number, code: number): void {

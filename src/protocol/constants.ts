@@ -11,6 +11,7 @@ export const FrameType = {
   PING: 6,
   PONG: 7,
   GOAWAY: 8,
+  CONTROL: 9,
 } as const;
 /** A stream frame type number. */
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
@@ -109,7 +110,11 @@ export const MIN_OPEN_PAYLOAD_BYTES = 1 + 1 + 1 + 0 + 2 + 1 + 0 + 2;
 /** Largest OPEN payload, bytes: the biggest legal non-DATA payload. */
 export const MAX_OPEN_PAYLOAD_BYTES =
   1 + MAX_SERVICE_NAME_BYTES + 1 + MAX_ADDRESS_TEXT_BYTES + 2 + 1 + MAX_ADDRESS_TEXT_BYTES + 2;
-/** Biggest legal non-DATA payload, bytes (= OPEN's maximum, 352). Bounds the frame decoder's buffering. */
-export const MAX_CONTROL_PAYLOAD_BYTES = MAX_OPEN_PAYLOAD_BYTES;
+/** Largest CONTROL payload (aside connections, SPEC.md §4), bytes. */
+export const MAX_CONTROL_MESSAGE_BYTES = 16384;
+/** Smallest CONTROL payload (`{}`), bytes. */
+export const MIN_CONTROL_MESSAGE_BYTES = 2;
+/** Biggest legal non-DATA payload, bytes (= CONTROL's maximum). Bounds the frame decoder's buffering. */
+export const MAX_CONTROL_PAYLOAD_BYTES = Math.max(MAX_OPEN_PAYLOAD_BYTES, MAX_CONTROL_MESSAGE_BYTES);
 /** Size of a PING/PONG opaque payload, bytes. */
 export const PING_PAYLOAD_BYTES = 8;

@@ -4,12 +4,14 @@ import {
   DEFAULT_MAX_FRAME_BYTES,
   FRAME_HEADER_BYTES,
   FrameType,
+  MAX_CONTROL_MESSAGE_BYTES,
   MAX_CONTROL_PAYLOAD_BYTES,
   MAX_MAX_FRAME_BYTES,
   MAX_OPEN_PAYLOAD_BYTES,
   MAX_STREAM_ID,
   MAX_WINDOW_BYTES,
   MIN_MAX_FRAME_BYTES,
+  MIN_CONTROL_MESSAGE_BYTES,
   MIN_OPEN_PAYLOAD_BYTES,
 } from "./constants.ts";
 import type { FrameHandler } from "./frames.ts";
@@ -18,7 +20,7 @@ import { readOpenPayload } from "./open-payload.ts";
 export type { FrameHandler, OpenPayload } from "./frames.ts";
 
 /** Exact payload length per control type; -1 = checked elsewhere (DATA: max_frame, OPEN: a range). */
-const FIXED_PAYLOAD_BYTES: readonly number[] = [-1, -1, 0, 0, 4, 4, 8, 8, 8];
+const FIXED_PAYLOAD_BYTES: readonly number[] = [-1, -1, 0, 0, 4, 4, 8, 8, 8, -1];
 
 const S_HEADER = 0; // collecting a header
 const S_DATA = 1; // passing DATA payload views on
@@ -36,7 +38,7 @@ function u32(b: Uint8Array, o: number): number {
  */
 function headerError(b: Uint8Array, o: number, n: number, maxFrameBytes: number): TunnelError | null {
   const type = b[o] as number;
-  if (type > FrameType.GOAWAY) return new TunnelError("ERR_FRAME_TYPE", `unknown frame type ${type}`);
+  if (type > FrameType.CONTROL) return new TunnelError("ERR_FRAME_TYPE", `unknown frame type ${type}`);
   if (n < 2) return null;
   if (b[o + 1] !== 0) return new TunnelError("ERR_FRAME_FLAGS", `frame flags ${b[o + 1]} on type ${type}`);
   if (n < 6) return null;
@@ -52,7 +54,9 @@ function headerError(b: Uint8Array, o: number, n: number, maxFrameBytes: number)
       ? len > maxFrameBytes
       : type === FrameType.OPEN
         ? len < MIN_OPEN_PAYLOAD_BYTES || len > MAX_OPEN_PAYLOAD_BYTES
-        : len !== fixed;
+        : type === FrameType.CONTROL
+          ? len < MIN_CONTROL_MESSAGE_BYTES || len > MAX_CONTROL_MESSAGE_BYTES
+          : len !== fixed;
   return bad ? new TunnelError("ERR_FRAME_SIZE", `payload length ${len} not allowed on type ${type}`) : null;
 }
 
@@ -210,6 +214,9 @@ export class FrameDecoder {
         return null;
       case FrameType.PONG:
         h.onPong(b.subarray(o, o + 8));
+        return null;
+      case FrameType.CONTROL:
+        h.onControl(b.subarray(o, o + this.remaining));
         return null;
       default: {
         const last = u32(b, o);

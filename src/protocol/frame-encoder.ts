@@ -3,7 +3,9 @@ import { TunnelError } from "../errors.ts";
 import {
   FRAME_HEADER_BYTES,
   FrameType,
+  MAX_CONTROL_MESSAGE_BYTES,
   MAX_MAX_FRAME_BYTES,
+  MIN_CONTROL_MESSAGE_BYTES,
   MAX_STREAM_ID,
   MAX_WINDOW_BYTES,
   PING_PAYLOAD_BYTES,
@@ -157,6 +159,18 @@ export class FrameEncoder {
     const o = this.header(FrameType.GOAWAY, 0, 8);
     this.u32(o, lastStreamId);
     this.u32(o + 4, code);
+  }
+
+  /**
+   * Appends a CONTROL frame (stream 0) carrying an encoded CONTROL message (copied), 2..16384 bytes.
+   * @throws TunnelError ERR_INTERNAL if the size is out of range.
+   */
+  control(payload: Uint8Array): void {
+    if (payload.length < MIN_CONTROL_MESSAGE_BYTES || payload.length > MAX_CONTROL_MESSAGE_BYTES) {
+      throw misuse(`CONTROL payload of ${payload.length} bytes`);
+    }
+    const o = this.header(FrameType.CONTROL, 0, payload.length);
+    this.buf.set(payload, o);
   }
 
   /** Reserves a frame of `len` payload bytes, writes its header, returns the payload offset. */

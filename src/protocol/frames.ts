@@ -46,6 +46,8 @@ export interface FrameHandler {
   onPong(opaque: Uint8Array): void;
   /** GOAWAY: `lastStreamId` 0..2^31−1; `code` is any uint32. */
   onGoAway(lastStreamId: number, code: number): void;
+  /** CONTROL (aside connections, SPEC.md §4): the JSON payload, a view valid only during the call. */
+  onControl(payload: Uint8Array): void;
 }
 
 export { FrameDecoder } from "./frame-decoder.ts";

@@ -33,14 +33,28 @@ interface AgentEntry {
 class ClusterHosts {
   readonly agents = new Map<string, AgentEntry>();
 
+  /** Weights set at run time over an aside connection (they outlive reconnects). */
+  readonly weightOverrides = new Map<string, number>();
+
   add(host: Host): void {
     let agent = this.agents.get(host.hostName);
     if (agent === undefined) {
       agent = { hostName: host.hostName, weight: host.weight, current: 0, hosts: new Set() };
       this.agents.set(host.hostName, agent);
     }
-    agent.weight = host.weight;
+    agent.weight = this.weightOverrides.get(host.hostName) ?? host.weight;
     agent.hosts.add(host);
+  }
+
+  setWeight(hostName: string, weight: number): void {
+    this.weightOverrides.set(hostName, weight);
+    const agent = this.agents.get(hostName);
+    if (agent !== undefined) agent.weight = weight;
+  }
+
+  /** The weight in use for an agent (undefined if it has no live host). */
+  weightOf(hostName: string): number | undefined {
+    return this.agents.get(hostName)?.weight;
   }
 
   remove(host: Host): void {
@@ -110,6 +124,16 @@ export class Registry {
     const key = `${host.cluster}\u0000${host.hostName}\u0000${host.slot}`;
     if (this.bySlot.get(key) === host) this.bySlot.delete(key);
     this.clusters.get(host.cluster)?.remove(host);
+  }
+
+  /** Sets an agent's weight in a cluster (from its aside connection). */
+  setWeight(cluster: string, hostName: string, weight: number): void {
+    this.clusters.get(cluster)?.setWeight(hostName, weight);
+  }
+
+  /** The weight in use for an agent of a cluster. */
+  weightOf(cluster: string, hostName: string): number | undefined {
+    return this.clusters.get(cluster)?.weightOf(hostName);
   }
 
   /** Picks a ready host of the cluster for a new stream, or null if none. */

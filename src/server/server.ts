@@ -6,13 +6,13 @@ import { randomBytes } from "node:crypto";
 import type { ServerConfig, ClusterConfig } from "../config.ts";
 import { ReplayGuard } from "../auth/credential.ts";
 import { encodeHandshake } from "../protocol/handshake.ts";
-import { HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
-import { Session, sessionOwner } from "../mux/session.ts";
+import { HandshakeStatus, WireCode } from "../protocol/constants.ts";
 import { listen, type Listener, type NetSocket } from "../transport/tcp.ts";
 import { serverTls } from "../transport/tls.ts";
 import { logger } from "../log.ts";
-import { PendingHandshake, type AcceptedHandshake, type HandshakeContext } from "./handshake.ts";
-import { Registry, type Host } from "./registry.ts";
+import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
+import { Registry } from "./registry.ts";
+import { Admission } from "./admission.ts";
 import { openRoutes } from "./routes.ts";
 import { ServerStats } from "./stats.ts";
 
@@ -36,7 +36,6 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
   const registry = new Registry(clusters.keys());
   const stats = new ServerStats();
   const idPrefix = randomBytes(3).toString("hex");
-  let nextConnection = 1;
   let pendingTotal = 0;
   const pendingByIp = new Map<string, number>();
   const tls = config.tls ? await serverTls(config) : undefined;
@@ -49,6 +48,7 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
     else pendingByIp.set(ip, n);
   };
 
+  const admission = new Admission(config, registry, stats, idPrefix);
   const ctx: HandshakeContext = {
     config,
     clusters,
@@ -60,72 +60,9 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
     },
     onAccepted(socket, accepted) {
       stats.handshake(HandshakeStatus.SUCCESS);
-      admit(socket, accepted);
+      admission.admit(socket, accepted);
     },
   };
-
-  function admit(socket: NetSocket, a: AcceptedHandshake): void {
-    const connectionId = `${idPrefix}-${nextConnection++}`;
-    const response = encodeHandshake({
-      flag: 2,
-      body: {
-        status: HandshakeStatus.SUCCESS,
-        connection_id: connectionId,
-        backchannel: { version: STREAM_PROTOCOL_VERSION, window: config.streamWindowBytes, max_frame: config.maxFrameBytes },
-      },
-    });
-    if (socket.write(response) !== response.byteLength) {
-      socket.terminate();
-      return;
-    }
-    let host: Host | null = null;
-    const session = new Session(
-      socket,
-      {
-        role: "server",
-        localWindow: config.streamWindowBytes,
-        peerWindow: a.hello.window,
-        localMaxFrame: config.maxFrameBytes,
-        peerMaxFrame: a.hello.max_frame,
-        maxStreams: config.maxStreamsPerConnection,
-        heartbeatIntervalMs: config.heartbeatIntervalMs,
-        heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-      },
-      {
-        onStreamEnd: (stream, code) => stats.streamEnded(stream, code, host, config.accessLog),
-        onAck: (stream) => stats.streamAcked(stream),
-        onGoAway: () => {
-          if (host && host.session.activeStreams === 0) host.session.close();
-        },
-        onClose: (error) => {
-          if (host) registry.remove(host);
-          log.info("agent connection closed", { connectionId, cluster: a.cluster.name, hostName: a.info.host_name, reason: error?.message });
-        },
-      },
-    );
-    socket.data.owner = sessionOwner(session);
-    if (a.hello.role === "data") {
-      host = {
-        connectionId,
-        cluster: a.cluster.name,
-        hostName: a.info.host_name,
-        weight: Math.max(1, a.info.weight),
-        slot: a.hello.slot,
-        instance: a.hello.instance,
-        remoteAddress: socket.remoteAddress,
-        connectedAt: Date.now(),
-        session,
-      };
-      const replaced = registry.add(host);
-      if (replaced !== null) {
-        log.info("agent connection replaced", { old: replaced.connectionId, new: connectionId, hostName: host.hostName });
-        replaced.session.goAway(WireCode.NO_ERROR);
-        if (replaced.session.activeStreams === 0) replaced.session.close();
-      }
-      log.info("agent connection joined", { connectionId, cluster: host.cluster, hostName: host.hostName, weight: host.weight, slot: host.slot });
-    }
-    if (a.rest.byteLength > 0) session.receive(a.rest);
-  }
 
   const agentListener = listen({
     host: config.listen.host,
@@ -173,7 +110,7 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
         const sessions = [...registry.hosts()].map((h) => h.session);
         if (graceful) {
           for (const s of sessions) s.goAway(WireCode.SHUTTING_DOWN);
-          const deadline = Date.now() + 15_000;
+          const deadline = Date.now() + config.shutdownGraceMs;
           while (sessions.some((s) => !s.closed && s.activeStreams > 0) && Date.now() < deadline) {
             await Bun.sleep(20);
           }

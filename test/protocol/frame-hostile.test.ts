@@ -43,7 +43,7 @@ function openFrame(payload: Uint8Array): Uint8Array {
 
 describe("frame header checks fail as soon as the field is complete", () => {
   test.each([
-    ["unknown type 9", hdr(9, 1, 0), 1, "ERR_FRAME_TYPE"],
+    ["unknown type 10", hdr(10, 1, 0), 1, "ERR_FRAME_TYPE"],
     ["unknown type 255", hdr(255, 0, 0), 1, "ERR_FRAME_TYPE"],
     ["flags 1 on DATA", hdr(0, 1, 0, 1), 2, "ERR_FRAME_FLAGS"],
     ["flags 0x80 on PING", hdr(6, 0, 8, 0x80), 2, "ERR_FRAME_FLAGS"],
@@ -80,7 +80,7 @@ describe("frame header checks fail as soon as the field is complete", () => {
   });
 
   test("the first bad field wins (type before flags before id before length)", () => {
-    expect(failsAfter(hdr(9, 0, 2 ** 32 - 1, 1), 1)).toBe("ERR_FRAME_TYPE");
+    expect(failsAfter(hdr(10, 0, 2 ** 32 - 1, 1), 1)).toBe("ERR_FRAME_TYPE");
     expect(failsAfter(hdr(0, 0, 2 ** 32 - 1, 1), 2)).toBe("ERR_FRAME_FLAGS");
     expect(failsAfter(hdr(0, 0, 2 ** 32 - 1), 6)).toBe("ERR_FRAME_STREAM_ID");
   });
@@ -115,7 +115,7 @@ describe("decoder lifecycle", () => {
     const good = oracleEncode([{ t: "ack", id: 1 }, { t: "fin", id: 2 }]);
     const rec = new Recorder();
     const dec = new FrameDecoder(rec);
-    const err = dec.push(concat([good, hdr(9, 0, 0), oracleEncode([{ t: "ack", id: 3 }])]));
+    const err = dec.push(concat([good, hdr(10, 0, 0), oracleEncode([{ t: "ack", id: 3 }])]));
     expect(err).toBeInstanceOf(TunnelError);
     expect(err?.code).toBe("ERR_FRAME_TYPE");
     expect(rec.log).toEqual([{ t: "ack", id: 1 }, { t: "fin", id: 2 }]);

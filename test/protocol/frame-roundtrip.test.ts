@@ -83,7 +83,9 @@ describe("frame round trip", () => {
   });
 
   test("DATA at MAX_MAX_FRAME_BYTES with the largest maxFrameBytes", () => {
-    const payload = pattern(MAX_MAX_FRAME_BYTES);
+    const payload = new Uint8Array(MAX_MAX_FRAME_BYTES).fill(0xab);
+    payload.set(pattern(64), 0);
+    payload.set(pattern(64), MAX_MAX_FRAME_BYTES - 64);
     const enc = new FrameEncoder();
     enc.data(MAX_ID, payload);
     const r = feedFrames([enc.pending()], MAX_MAX_FRAME_BYTES);
@@ -135,5 +137,5 @@ describe("frame round trip", () => {
 });
 
 const noop = {
-  onData() {}, onOpen() {}, onAck() {}, onFin() {}, onRst() {}, onWindow() {}, onPing() {}, onPong() {}, onGoAway() {},
+  onData() {}, onOpen() {}, onAck() {}, onFin() {}, onRst() {}, onWindow() {}, onPing() {}, onPong() {}, onGoAway() {}, onControl() {},
 };

@@ -46,6 +46,7 @@ describe("SPEC.md hex examples", () => {
       onPing: (o) => enc.ping(o),
       onPong: (o) => enc.pong(o),
       onGoAway: (l, c) => enc.goAway(l, c),
+      onControl: (p) => enc.control(p),
     });
     expect(dec.push(v.bytes)).toBeNull();
     expect(dec.bufferedBytes).toBe(0);

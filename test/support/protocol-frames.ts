@@ -17,7 +17,8 @@ export type Ev =
   | { t: "window"; id: number; inc: number }
   | { t: "ping"; opaque: Uint8Array }
   | { t: "pong"; opaque: Uint8Array }
-  | { t: "goaway"; last: number; code: number };
+  | { t: "goaway"; last: number; code: number }
+  | { t: "control"; bytes: Uint8Array };
 
 /** Appends `ev` to `log`, merging a non-empty DATA part into a preceding non-empty DATA of the same stream. */
 export function appendEvent(log: Ev[], ev: Ev): void {
@@ -68,6 +69,9 @@ export class Recorder implements FrameHandler {
   onGoAway(last: number, code: number): void {
     this.log.push({ t: "goaway", last, code });
   }
+  onControl(payload: Uint8Array): void {
+    this.log.push({ t: "control", bytes: payload.slice() });
+  }
 }
 
 /** Result of feeding chunks to a fresh FrameDecoder. */
@@ -95,7 +99,7 @@ export function feedFrames(chunks: readonly Uint8Array[], maxFrameBytes?: number
   return { log: rec.log, error, maxBuffered, dataCalls: rec.dataCalls };
 }
 
-const TYPE = { data: 0, open: 1, ack: 2, fin: 3, rst: 4, window: 5, ping: 6, pong: 7, goaway: 8 } as const;
+const TYPE = { data: 0, open: 1, ack: 2, fin: 3, rst: 4, window: 5, ping: 6, pong: 7, goaway: 8, control: 9 } as const;
 
 function openBytes(o: OpenPayload): Uint8Array {
   const enc = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
@@ -116,7 +120,7 @@ export function oracleEncode(evs: readonly Ev[]): Uint8Array<ArrayBuffer> {
         return b;
       };
       if ("id" in e) id = e.id;
-      if (e.t === "data") payload = e.bytes;
+      if (e.t === "data" || e.t === "control") payload = e.bytes;
       else if (e.t === "open") payload = openBytes(e.open);
       else if (e.t === "rst") payload = u32s(e.code);
       else if (e.t === "window") payload = u32s(e.inc);

@@ -1,0 +1,151 @@
+/**
+ * What happens to an agent connection after a successful handshake: the response with its connection id, a
+ * session, and then either a host of its cluster (data) or the agent's aside (control) connection. Drain: a data
+ * connection that the agent asked to drain (DRAIN over its aside, or GOAWAY on the connection itself) takes no new
+ * streams; once its last stream ends the server acknowledges with DRAINED on the aside and closes it.
+ */
+import type { ServerConfig } from "../config.ts";
+import { encodeHandshake } from "../protocol/handshake.ts";
+import { HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
+import type { ControlMessage } from "../protocol/control.ts";
+import { Session, sessionOwner } from "../mux/session.ts";
+import type { NetSocket } from "../transport/tcp.ts";
+import { logger } from "../log.ts";
+import type { AcceptedHandshake } from "./handshake.ts";
+import type { Registry, Host } from "./registry.ts";
+import type { ServerStats } from "./stats.ts";
+
+const log = logger("server");
+
+/** Identity of an agent within the server: cluster and host name. */
+function agentKey(cluster: string, hostName: string): string {
+  return `${cluster}\u0000${hostName}`;
+}
+
+/** Admits handshaken connections and runs drains. One per server. */
+export class Admission {
+  /** Aside sessions by agent identity. */
+  private readonly asides = new Map<string, Session>();
+  private nextConnection = 1;
+
+  constructor(
+    private readonly config: ServerConfig,
+    private readonly registry: Registry,
+    private readonly stats: ServerStats,
+    private readonly idPrefix: string,
+  ) {}
+
+  /** Writes the success response and turns the socket into a session. */
+  admit(socket: NetSocket, a: AcceptedHandshake): void {
+    const { config } = this;
+    const connectionId = `${this.idPrefix}-${this.nextConnection++}`;
+    const response = encodeHandshake({
+      flag: 2,
+      body: {
+        status: HandshakeStatus.SUCCESS,
+        connection_id: connectionId,
+        backchannel: { version: STREAM_PROTOCOL_VERSION, window: config.streamWindowBytes, max_frame: config.maxFrameBytes },
+      },
+    });
+    if (socket.write(response) !== response.byteLength) {
+      socket.terminate();
+      return;
+    }
+    const cluster = a.cluster.name;
+    const hostName = a.info.host_name;
+    const aside = a.hello.role === "aside";
+    let host: Host | null = null;
+    const session: Session = new Session(
+      socket,
+      {
+        role: "server",
+        localWindow: config.streamWindowBytes,
+        peerWindow: a.hello.window,
+        localMaxFrame: config.maxFrameBytes,
+        peerMaxFrame: a.hello.max_frame,
+        maxStreams: config.maxStreamsPerConnection,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+        acceptControl: aside,
+      },
+      {
+        onStreamEnd: (stream, code) => {
+          this.stats.streamEnded(stream, code, host, config.accessLog);
+          if (host !== null && session.draining && session.activeStreams === 0) this.finishDrain(host);
+        },
+        onGoAway: () => {
+          // The agent asked to drain this connection (or is going away).
+          if (host !== null) this.drain(host);
+        },
+        onControl: (msg) => this.handleControl(cluster, hostName, msg),
+        onClose: (error) => {
+          if (host !== null) this.registry.remove(host);
+          const key = agentKey(cluster, hostName);
+          if (aside && this.asides.get(key) === session) this.asides.delete(key);
+          log.info("agent connection closed", { connectionId, cluster, hostName, role: a.hello.role, reason: error?.message });
+        },
+      },
+    );
+    socket.data.owner = sessionOwner(session);
+    if (aside) {
+      const key = agentKey(cluster, hostName);
+      const old = this.asides.get(key);
+      this.asides.set(key, session);
+      old?.close();
+      log.info("agent aside connection joined", { connectionId, cluster, hostName });
+    } else {
+      host = {
+        connectionId,
+        cluster,
+        hostName,
+        weight: Math.max(1, a.info.weight),
+        slot: a.hello.slot,
+        instance: a.hello.instance,
+        remoteAddress: socket.remoteAddress,
+        connectedAt: Date.now(),
+        session,
+      };
+      const replaced = this.registry.add(host);
+      if (replaced !== null) {
+        log.info("agent connection replaced", { old: replaced.connectionId, new: connectionId, hostName });
+        this.drain(replaced);
+      }
+      log.info("agent connection joined", { connectionId, cluster, hostName, weight: host.weight, slot: host.slot });
+    }
+    if (a.rest.byteLength > 0) session.receive(a.rest);
+  }
+
+  /** Stops routing to a host; it closes (with DRAINED on the aside) once its streams are done. */
+  drain(host: Host): void {
+    host.session.goAway(WireCode.NO_ERROR);
+    if (host.session.activeStreams === 0) this.finishDrain(host);
+  }
+
+  private finishDrain(host: Host): void {
+    if (host.session.closed) return;
+    this.asides.get(agentKey(host.cluster, host.hostName))?.sendControl({ type: "drained", connection_id: host.connectionId });
+    host.session.close();
+  }
+
+  private handleControl(cluster: string, hostName: string, msg: ControlMessage): void {
+    switch (msg.type) {
+      case "drain":
+        for (const id of msg.connection_ids) {
+          const host = this.registry.byId.get(id);
+          // An aside speaks only for its own agent (MOSN's GracefulClose could evict anyone: mosn-tunnel.md §6.5).
+          if (host === undefined || host.cluster !== cluster || host.hostName !== hostName) {
+            log.warn("DRAIN for a connection that is not this agent's ignored", { cluster, hostName, connectionId: id });
+            continue;
+          }
+          this.drain(host);
+        }
+        return;
+      case "weight":
+        this.registry.setWeight(cluster, hostName, msg.weight);
+        log.info("agent weight changed", { cluster, hostName, weight: msg.weight });
+        return;
+      default:
+        log.warn("unexpected CONTROL from an agent", { cluster, hostName, type: msg.type });
+    }
+  }
+}
