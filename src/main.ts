@@ -6,7 +6,7 @@
 import { hostname } from "node:os";
 import pkg from "../package.json" with { type: "json" };
 import { helpText, loadConfig, redactConfig, type Config } from "./config.ts";
-import { configureLogging, logger } from "./log.ts";
+import { configureLogging, logger, type Logger } from "./log.ts";
 import { startServer } from "./server/server.ts";
 import { startAgent } from "./agent/agent.ts";
 
@@ -38,6 +38,34 @@ function start(config: Config): Promise<Handle> {
   return config.mode === "server" ? startServer(config) : startAgent(config);
 }
 
+/** First SIGTERM/SIGINT: graceful close, then exit 0 (1 if closing fails). A second one: exit 1 at once. */
+function handleSignals(handle: Promise<Handle>, log: Logger): { readonly stopping: boolean } {
+  const state = { stopping: false };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (state.stopping) {
+      log.warn("second signal: exiting now", { signal });
+      process.exit(1);
+    }
+    state.stopping = true;
+    log.info("shutting down", { signal });
+    handle
+      .then((h) => h.close(true))
+      .then(
+        () => {
+          log.info("stopped");
+          process.exit(0);
+        },
+        (e: unknown) => {
+          log.error("shutdown failed", { error: e });
+          process.exit(1);
+        },
+      );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  return state;
+}
+
 /** Runs the process; returns only by exiting. */
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
@@ -67,30 +95,7 @@ async function main(): Promise<void> {
 
   // Signals are handled from the start: one arriving during startup closes the role once it is up.
   const handle = start(config);
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn("second signal: exiting now", { signal });
-      process.exit(1);
-    }
-    stopping = true;
-    log.info("shutting down", { signal });
-    handle
-      .then((h) => h.close(true))
-      .then(
-        () => {
-          log.info("stopped");
-          process.exit(0);
-        },
-        (e: unknown) => {
-          log.error("shutdown failed", { error: e });
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
-
+  const signals = handleSignals(handle, log);
   try {
     await handle;
   } catch (e) {
@@ -98,7 +103,7 @@ async function main(): Promise<void> {
     log.error("startup failed", { code: err.code ?? "ERR_INTERNAL", message: String(err.message ?? e), error: e });
     process.exit(1);
   }
-  if (!stopping) log.info("ready", { mode: config.mode, pid: process.pid });
+  if (!signals.stopping) log.info("ready", { mode: config.mode, pid: process.pid });
 }
 
 await main();
