@@ -27,7 +27,7 @@ let sinkFrames = 0;
 const counting: FrameHandler = {
   onData: (_id, p) => void (sinkBytes += p.length),
   onOpen: () => {}, onAck: () => {}, onFin: () => {}, onRst: () => {}, onWindow: () => {},
-  onPing: () => {}, onPong: () => {}, onGoAway: () => {},
+  onPing: () => {}, onPong: () => {}, onGoAway: () => {}, onControl: () => {},
 };
 
 /** Like `counting`, but copies every payload once (into a reused buffer), as a consumer writing it on would. */
