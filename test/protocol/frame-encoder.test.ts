@@ -77,6 +77,22 @@ describe("FrameEncoder batching", () => {
     expect(enc.pending().subarray(16)).toEqual(big);
   });
 
+  test("consume compacts only once the consumed prefix is half the buffer; appends compact before growing", () => {
+    const enc = new FrameEncoder(64);
+    enc.data(1, new Uint8Array(30)); // 40 bytes pending
+    enc.consume(20);
+    expect(enc.pending().byteOffset).toBe(20); // less than half consumed: no copy
+    enc.consume(12);
+    expect(enc.pending().byteOffset).toBe(0); // 32 of 64 consumed: moved to the start
+    expect(enc.pendingBytes).toBe(8);
+    enc.consume(7);
+    enc.data(2, new Uint8Array(50)); // 8 + 60 > 64, but 1 + 60 fits after compaction: no growth
+    expect(enc.pending().buffer.byteLength).toBe(64);
+    expect(enc.pendingBytes).toBe(61);
+    enc.ack(3); // 71 bytes: grows by doubling
+    expect(enc.pending().buffer.byteLength).toBe(128);
+  });
+
   test("copies payloads: mutating the source after append does not change the staged frame", () => {
     const enc = new FrameEncoder();
     const src = new Uint8Array([1, 2, 3]);
