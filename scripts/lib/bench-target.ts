@@ -1,0 +1,139 @@
+/**
+ * The benchmark's target ("the edge service"), run as its own process by scripts/bench.ts so that its work is not
+ * charged to the load generator. It listens on loopback port 0 with four services:
+ *
+ * - sink: reads and discards; on the visitor's FIN answers one JSON line `{"bytes":n,"firstMs":t,"lastMs":t}`
+ *   (first and last byte times on this process's clock) and closes;
+ * - source: writes a 256 KiB random block over and over, with backpressure, until the peer goes away;
+ * - echo: writes back everything it reads (backpressure: pause while a write is queued), FIN after FIN;
+ * - http: a tiny HTTP/1.1 answer (Bun.serve), for wrk.
+ *
+ * Talks to its parent over IPC: sends `{ports}` once, answers `{type:"stats"}` with `{active}` (open sockets).
+ */
+import type { Socket } from "bun";
+
+interface SinkState {
+  kind: "sink";
+  bytes: number;
+  firstMs: number;
+  lastMs: number;
+}
+interface SourceState {
+  kind: "source";
+  off: number;
+  done: boolean;
+}
+interface EchoState {
+  kind: "echo";
+  queue: Uint8Array[];
+  ended: boolean;
+}
+type State = SinkState | SourceState | EchoState;
+
+let active = 0;
+const BLOCK = new Uint8Array(256 * 1024);
+crypto.getRandomValues(BLOCK.subarray(0, 65536));
+for (let o = 65536; o < BLOCK.length; o += 65536) BLOCK.copyWithin(o, 0, 65536);
+
+function pumpSource(s: Socket<State>): void {
+  const st = s.data as SourceState;
+  while (!st.done) {
+    const n = s.write(BLOCK, st.off, BLOCK.length - st.off);
+    if (n < 0) {
+      st.done = true;
+      return;
+    }
+    st.off += n;
+    if (st.off === BLOCK.length) st.off = 0;
+    else return; // short write: wait for drain
+  }
+}
+
+function flushEcho(s: Socket<State>): void {
+  const st = s.data as EchoState;
+  while (st.queue.length > 0) {
+    const head = st.queue[0] as Uint8Array;
+    const n = s.write(head);
+    if (n < head.byteLength) {
+      st.queue[0] = head.subarray(Math.max(0, n));
+      return;
+    }
+    st.queue.shift();
+  }
+  s.resume();
+  if (st.ended) s.shutdown();
+}
+
+function listenKind(kind: State["kind"]): number {
+  const l = Bun.listen<State>({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    socket: {
+      binaryType: "uint8array",
+      open(s) {
+        active++;
+        s.setNoDelay(true);
+        if (kind === "sink") s.data = { kind, bytes: 0, firstMs: 0, lastMs: 0 };
+        else if (kind === "echo") s.data = { kind, queue: [], ended: false };
+        else {
+          s.data = { kind, off: 0, done: false };
+          pumpSource(s);
+        }
+      },
+      data(s, chunk: Uint8Array) {
+        const st = s.data;
+        if (st.kind === "sink") {
+          const now = performance.now();
+          if (st.bytes === 0) st.firstMs = now;
+          st.lastMs = now;
+          st.bytes += chunk.byteLength;
+        } else if (st.kind === "echo") {
+          if (st.queue.length > 0) {
+            st.queue.push(chunk);
+            return;
+          }
+          const n = s.write(chunk);
+          if (n < chunk.byteLength) {
+            st.queue.push(chunk.subarray(Math.max(0, n)));
+            s.pause();
+          }
+        }
+      },
+      drain(s) {
+        const st = s.data;
+        if (st.kind === "source") pumpSource(s);
+        else if (st.kind === "echo") flushEcho(s);
+      },
+      end(s) {
+        const st = s.data;
+        if (st.kind === "sink") {
+          s.write(`${JSON.stringify({ bytes: st.bytes, firstMs: st.firstMs, lastMs: st.lastMs })}\n`);
+          s.shutdown();
+        } else if (st.kind === "echo") {
+          st.ended = true;
+          if (st.queue.length === 0) s.shutdown();
+        } else {
+          st.done = true;
+          s.end();
+        }
+      },
+      close(s) {
+        active--;
+        if (s.data?.kind === "source") s.data.done = true;
+      },
+      error() {},
+    },
+  });
+  return l.port;
+}
+
+const HELLO = "hello from the benchmark target\n";
+const http = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(HELLO) });
+
+const ports = { sink: listenKind("sink"), source: listenKind("source"), echo: listenKind("echo"), http: http.port };
+process.send?.({ type: "ports", ports });
+process.on("message", (m: { type?: string }) => {
+  if (m?.type === "stats") process.send?.({ type: "stats", active });
+});
+process.on("disconnect", () => process.exit(0));
