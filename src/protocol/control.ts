@@ -4,9 +4,11 @@
  * that is not a valid message.
  */
 import * as v from "valibot";
+import { TunnelError } from "../errors.ts";
+import { MAX_CONTROL_MESSAGE_BYTES } from "./constants.ts";
 
-/** Largest CONTROL payload (bytes). */
-export const MAX_CONTROL_BYTES = 16384;
+/** Largest CONTROL payload (bytes); the same limit as MAX_CONTROL_MESSAGE_BYTES, which the frame codec enforces. */
+export const MAX_CONTROL_BYTES = MAX_CONTROL_MESSAGE_BYTES;
 
 const ConnectionId = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
 
@@ -25,10 +27,12 @@ export type ControlMessage = v.InferOutput<typeof ControlSchema>;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Encodes a message. Throws RangeError if it would exceed MAX_CONTROL_BYTES (our bug). */
+/** Encodes a message to a new buffer. @throws TunnelError ERR_INTERNAL if it would exceed MAX_CONTROL_BYTES (our bug). */
 export function encodeControl(msg: ControlMessage): Uint8Array {
   const bytes = encoder.encode(JSON.stringify(msg));
-  if (bytes.byteLength > MAX_CONTROL_BYTES) throw new RangeError("CONTROL message too large");
+  if (bytes.byteLength > MAX_CONTROL_BYTES) {
+    throw new TunnelError("ERR_INTERNAL", `CONTROL message of ${bytes.byteLength} bytes`);
+  }
   return bytes;
 }
 

@@ -5,7 +5,6 @@ import {
   FRAME_HEADER_BYTES,
   FrameType,
   MAX_CONTROL_MESSAGE_BYTES,
-  MAX_CONTROL_PAYLOAD_BYTES,
   MAX_MAX_FRAME_BYTES,
   MAX_OPEN_PAYLOAD_BYTES,
   MAX_STREAM_ID,
@@ -19,12 +18,15 @@ import { readOpenPayload } from "./open-payload.ts";
 
 export type { FrameHandler, OpenPayload } from "./frames.ts";
 
-/** Exact payload length per control type; -1 = checked elsewhere (DATA: max_frame, OPEN: a range). */
+/** Exact payload length per non-DATA type; -1 = a range, checked in headerError (DATA, OPEN, CONTROL). */
 const FIXED_PAYLOAD_BYTES: readonly number[] = [-1, -1, 0, 0, 4, 4, 8, 8, 8, -1];
 
 const S_HEADER = 0; // collecting a header
 const S_DATA = 1; // passing DATA payload views on
 const S_CONTROL = 2; // collecting a non-DATA payload split across chunks
+
+/** Scratch for a split header or a split payload of every type but CONTROL (10 + 352 bytes). */
+const SCRATCH_BYTES = FRAME_HEADER_BYTES + MAX_OPEN_PAYLOAD_BYTES;
 
 /** Big-endian uint32 at `b[o]`. */
 function u32(b: Uint8Array, o: number): number {
@@ -63,15 +65,18 @@ function headerError(b: Uint8Array, o: number, n: number, maxFrameBytes: number)
 /**
  * Turns a byte stream into {@link FrameHandler} calls. Feed it every chunk read from the connection, in order.
  * DATA payloads are passed on as views of the pushed chunks; only a header or a non-DATA payload split across
- * chunks is copied, into a preallocated scratch buffer of FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES.
+ * chunks is copied: into a preallocated 362-byte scratch buffer, or for a split CONTROL payload (aside
+ * connections) into a MAX_CONTROL_MESSAGE_BYTES buffer allocated on first use.
  * The first protocol error (SPEC.md §2.3) kills the decoder. Never throws on peer input.
  */
 export class FrameDecoder {
   private readonly handler: FrameHandler;
   private readonly maxFrameBytes: number;
-  private readonly scratch = new Uint8Array(FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES);
+  private readonly scratch = new Uint8Array(SCRATCH_BYTES);
+  /** Holds a split CONTROL payload; allocated the first time one arrives. */
+  private large: Uint8Array | null = null;
   private state = S_HEADER;
-  /** Bytes held in `scratch`: of the header (S_HEADER) or of the control payload (S_CONTROL). */
+  /** Bytes held: of the header in `scratch` (S_HEADER), or of the payload in `scratch` or `large` (S_CONTROL). */
   private have = 0;
   private type = 0;
   private streamId = 0;
@@ -96,7 +101,7 @@ export class FrameDecoder {
 
   /**
    * Bytes copied and held between pushes: a partial header, or a partial non-DATA payload. Never more than
-   * FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES (in fact at most MAX_CONTROL_PAYLOAD_BYTES).
+   * FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES (in fact at most MAX_CONTROL_PAYLOAD_BYTES − 1).
    */
   get bufferedBytes(): number {
     return this.state === S_DATA ? 0 : this.have;
@@ -120,51 +125,62 @@ export class FrameDecoder {
         if (this.remaining === 0) this.state = S_HEADER;
         this.handler.onData(this.streamId, chunk.subarray(pos, pos + n));
         pos += n;
-      } else if (this.state === S_HEADER) {
-        let err: TunnelError | null;
-        if (this.have === 0 && end - pos >= FRAME_HEADER_BYTES) {
-          err = this.readHeader(chunk, pos);
-          pos += FRAME_HEADER_BYTES;
-        } else {
-          const n = Math.min(FRAME_HEADER_BYTES - this.have, end - pos);
-          this.scratch.set(chunk.subarray(pos, pos + n), this.have);
-          this.have += n;
-          pos += n;
-          if (this.have < FRAME_HEADER_BYTES) {
-            err = headerError(this.scratch, 0, this.have, this.maxFrameBytes);
-            return err === null ? null : this.fail(err);
-          }
-          this.have = 0;
-          err = this.readHeader(this.scratch, 0);
-        }
-        if (err !== null) return this.fail(err);
-        if (this.remaining === 0) {
-          // Empty payload: DATA gives one empty view, ACK/FIN complete here.
-          err = this.control(chunk, pos);
-          if (err !== null) return this.fail(err);
-        } else if (this.type !== FrameType.DATA) {
-          this.state = S_CONTROL;
-        }
       } else {
-        const len = this.remaining;
-        let err: TunnelError | null;
-        if (this.have === 0 && end - pos >= len) {
-          err = this.control(chunk, pos);
-          pos += len;
-        } else {
-          const n = Math.min(len - this.have, end - pos);
-          this.scratch.set(chunk.subarray(pos, pos + n), this.have);
-          this.have += n;
-          pos += n;
-          if (this.have < len) return null;
-          this.have = 0;
-          err = this.control(this.scratch, 0);
-        }
-        this.state = S_HEADER;
-        if (err !== null) return this.fail(err);
+        pos = this.state === S_HEADER ? this.stepHeader(chunk, pos) : this.stepControl(chunk, pos);
+        if (pos < 0) return this.error;
       }
     }
     return null;
+  }
+
+  /** Consumes header bytes at `chunk[pos]`; returns the new position, or -1 after recording an error. */
+  private stepHeader(chunk: Uint8Array, pos: number): number {
+    let err: TunnelError | null;
+    if (this.have === 0 && chunk.length - pos >= FRAME_HEADER_BYTES) {
+      err = this.readHeader(chunk, pos); // fast path: the whole header is in this chunk
+      pos += FRAME_HEADER_BYTES;
+    } else {
+      const n = Math.min(FRAME_HEADER_BYTES - this.have, chunk.length - pos);
+      this.scratch.set(chunk.subarray(pos, pos + n), this.have);
+      this.have += n;
+      pos += n;
+      if (this.have < FRAME_HEADER_BYTES) {
+        err = headerError(this.scratch, 0, this.have, this.maxFrameBytes);
+        return err === null ? pos : this.fail(err);
+      }
+      this.have = 0;
+      err = this.readHeader(this.scratch, 0);
+    }
+    if (err !== null) return this.fail(err);
+    if (this.remaining === 0) {
+      // Empty payload: DATA gives one empty view, ACK/FIN complete here.
+      err = this.control(chunk, pos);
+      if (err !== null) return this.fail(err);
+    } else if (this.type !== FrameType.DATA) {
+      this.state = S_CONTROL;
+    }
+    return pos;
+  }
+
+  /** Consumes control-payload bytes at `chunk[pos]`; returns the new position, or -1 after recording an error. */
+  private stepControl(chunk: Uint8Array, pos: number): number {
+    const len = this.remaining;
+    let err: TunnelError | null;
+    if (this.have === 0 && chunk.length - pos >= len) {
+      err = this.control(chunk, pos); // fast path: parse in place
+      pos += len;
+    } else {
+      const buf = len <= SCRATCH_BYTES ? this.scratch : (this.large ??= new Uint8Array(MAX_CONTROL_MESSAGE_BYTES));
+      const n = Math.min(len - this.have, chunk.length - pos);
+      buf.set(chunk.subarray(pos, pos + n), this.have);
+      this.have += n;
+      pos += n;
+      if (this.have < len) return pos;
+      this.have = 0;
+      err = this.control(buf, 0);
+    }
+    this.state = S_HEADER;
+    return err === null ? pos : this.fail(err);
   }
 
   /** Validates and stores the header at `b[o]`; sets state S_DATA for a DATA frame with a payload. */
@@ -227,10 +243,11 @@ export class FrameDecoder {
     }
   }
 
-  private fail(err: TunnelError): TunnelError {
+  /** Records the decoder's one error; returns -1 for the step functions. */
+  private fail(err: TunnelError): -1 {
     this.error = err;
     this.state = S_HEADER;
     this.have = 0;
-    return err;
+    return -1;
   }
 }

@@ -3,7 +3,9 @@ import { expect, test } from "bun:test";
 import * as C from "../../src/protocol/constants.ts";
 
 test("limits are the ones SPEC.md states", () => {
-  expect(C.MAX_CONTROL_PAYLOAD_BYTES).toBe(352);
+  expect(C.MAX_OPEN_PAYLOAD_BYTES).toBe(352);
+  expect(C.MAX_CONTROL_MESSAGE_BYTES).toBe(16384);
+  expect(C.MAX_CONTROL_PAYLOAD_BYTES).toBe(16384);
   expect(C.MIN_OPEN_PAYLOAD_BYTES).toBe(8);
   expect(C.MAX_STREAM_ID).toBe(2147483647);
   expect(C.MAX_WINDOW_BYTES).toBe(2147483647);

@@ -16,7 +16,8 @@ function append(enc: FrameEncoder, e: Ev): void {
   else if (e.t === "window") enc.window(e.id, e.inc);
   else if (e.t === "ping") enc.ping(e.opaque);
   else if (e.t === "pong") enc.pong(e.opaque);
-  else enc.goAway(e.last, e.code);
+  else if (e.t === "goaway") enc.goAway(e.last, e.code);
+  else enc.control(e.bytes);
 }
 
 describe("FrameEncoder batching", () => {
@@ -134,6 +135,8 @@ describe("FrameEncoder refuses our own misuse with ERR_INTERNAL and appends noth
     ["GOAWAY last -1", (e) => e.goAway(-1, 0)],
     ["GOAWAY last 2^31", (e) => e.goAway(2 ** 31, 0)],
     ["GOAWAY code 2^32", (e) => e.goAway(0, 2 ** 32)],
+    ["CONTROL 1 byte", (e) => e.control(new Uint8Array(1))],
+    ["CONTROL 16385 bytes", (e) => e.control(new Uint8Array(16385))],
     ["consume more than pending", (e) => e.consume(e.pendingBytes + 1)],
     ["consume -1", (e) => e.consume(-1)],
     ["consume 0.5", (e) => e.consume(0.5)],

@@ -56,6 +56,7 @@ describe("frame header checks fail as soon as the field is complete", () => {
     ["PING on stream 1", hdr(6, 1, 8), 6, "ERR_FRAME_STREAM_ID"],
     ["PONG on stream 1", hdr(7, 1, 8), 6, "ERR_FRAME_STREAM_ID"],
     ["GOAWAY on stream 1", hdr(8, 1, 8), 6, "ERR_FRAME_STREAM_ID"],
+    ["CONTROL on stream 1", hdr(9, 1, 2), 6, "ERR_FRAME_STREAM_ID"],
     ["DATA on stream 2^31", hdr(0, 2 ** 31, 0), 6, "ERR_FRAME_STREAM_ID"],
     ["DATA on stream 2^32-1", hdr(0, 2 ** 32 - 1, 0), 6, "ERR_FRAME_STREAM_ID"],
     ["DATA over default max_frame", hdr(0, 1, 262145), 10, "ERR_FRAME_SIZE"],
@@ -70,6 +71,8 @@ describe("frame header checks fail as soon as the field is complete", () => {
     ["PING length 7", hdr(6, 0, 7), 10, "ERR_FRAME_SIZE"],
     ["PONG length 9", hdr(7, 0, 9), 10, "ERR_FRAME_SIZE"],
     ["GOAWAY length 4", hdr(8, 0, 4), 10, "ERR_FRAME_SIZE"],
+    ["CONTROL length 1", hdr(9, 0, 1), 10, "ERR_FRAME_SIZE"],
+    ["CONTROL length 16385", hdr(9, 0, 16385), 10, "ERR_FRAME_SIZE"],
   ] as const)("%s", (_name, bytes, n, code) => {
     expect(failsAfter(bytes, n)).toBe(code);
   });
@@ -163,7 +166,7 @@ describe("frame decoder fuzz", () => {
         return rng.bytes(rng.int(48));
       case 1: {
         const b = rng.bytes(rng.range(1, 40));
-        b[0] = rng.int(10);
+        b[0] = rng.int(11);
         if (rng.int(4) > 0) b[1] = 0;
         if (rng.int(2)) b.fill(0, 2, Math.min(b.length, 3 + rng.int(4)));
         if (b.length >= 10 && rng.int(2)) b.set([0, 0, 0, rng.int(24)], 6);

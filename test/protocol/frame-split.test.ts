@@ -1,6 +1,6 @@
 /** The frame decoder gives the same events however the byte stream is cut (SPEC.md §2.3). */
 import { describe, expect, test } from "bun:test";
-import { FRAME_HEADER_BYTES, MAX_CONTROL_PAYLOAD_BYTES } from "../../src/protocol/constants.ts";
+import { FRAME_HEADER_BYTES, MAX_CONTROL_PAYLOAD_BYTES, MAX_OPEN_PAYLOAD_BYTES } from "../../src/protocol/constants.ts";
 import { feedFrames, normalize, oracleEncode, randomEvents } from "../support/protocol-frames.ts";
 import { Prng, splitAt, splitBytewise } from "../support/protocol-prng.ts";
 
@@ -67,7 +67,11 @@ describe("frame decoder split invariance", () => {
       { t: "open", id: 1, open: { service: "x".repeat(255), visitorAddress: "1".repeat(45), visitorPort: 1, routeAddress: "2".repeat(45), routePort: 2 } },
     ]);
     expect(feedFrames([open.subarray(0, 9)]).maxBuffered).toBe(9);
-    expect(feedFrames([open.subarray(0, open.length - 1)]).maxBuffered).toBe(MAX_CONTROL_PAYLOAD_BYTES - 1);
+    expect(feedFrames([open.subarray(0, open.length - 1)]).maxBuffered).toBe(MAX_OPEN_PAYLOAD_BYTES - 1);
+    const control = oracleEncode([{ t: "control", bytes: new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES).fill(0x20) }]);
+    const split = feedFrames([control.subarray(0, 100), control.subarray(100, control.length - 1), control.subarray(control.length - 1)]);
+    expect(split.maxBuffered).toBe(MAX_CONTROL_PAYLOAD_BYTES - 1);
+    expect(split.log).toEqual([{ t: "control", bytes: new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES).fill(0x20) }]);
     const data = oracleEncode([{ t: "data", id: 1, bytes: new Uint8Array(5000) }]);
     expect(feedFrames([data.subarray(0, 4000)]).maxBuffered).toBe(0);
   });

@@ -137,7 +137,7 @@ export function oracleEncode(evs: readonly Ev[]): Uint8Array<ArrayBuffer> {
   );
 }
 
-/** Random valid events: every type, lengths 0..maxData, ids across the range (1 and 2^31−1 included). */
+/** Random valid events: every type, DATA 0..maxData and CONTROL 2..maxData+2 bytes, ids across the range. */
 export function randomEvents(rng: Prng, n: number, maxData = 300): Ev[] {
   const ids = [1, 2, 3, 7, 2 ** 31 - 1, 0x1000000];
   const id = () => (rng.int(4) === 0 ? rng.range(1, 2 ** 31 - 1) : rng.pick(ids));
@@ -148,7 +148,7 @@ export function randomEvents(rng: Prng, n: number, maxData = 300): Ev[] {
   };
   const evs: Ev[] = [];
   for (let i = 0; i < n; i++) {
-    switch (rng.int(10)) {
+    switch (rng.int(11)) {
       case 0:
         evs.push({
           t: "open",
@@ -169,6 +169,7 @@ export function randomEvents(rng: Prng, n: number, maxData = 300): Ev[] {
       case 5: evs.push({ t: "ping", opaque: rng.bytes(8) }); break;
       case 6: evs.push({ t: "pong", opaque: rng.bytes(8) }); break;
       case 7: evs.push({ t: "goaway", last: rng.int(2 ** 31), code: rng.int(2 ** 32) }); break;
+      case 8: evs.push({ t: "control", bytes: rng.bytes(2 + rng.int(maxData + 1)) }); break;
       default: evs.push({ t: "data", id: id(), bytes: rng.bytes(rng.int(4) === 0 ? 0 : rng.int(maxData + 1)) });
     }
   }

@@ -7,6 +7,8 @@ import type { OpenPayload } from "../../src/protocol/frames.ts";
 import { type Ev, appendEvent } from "./protocol-frames.ts";
 
 const FIXED: Record<number, number> = { 2: 0, 3: 0, 4: 4, 5: 4, 6: 8, 7: 8, 8: 8 };
+const CONTROL_MIN = 2;
+const CONTROL_MAX = 16384;
 
 function latin1(b: Uint8Array): string {
   return String.fromCharCode(...b);
@@ -43,18 +45,19 @@ function oracleOpen(p: Uint8Array): OpenPayload | null {
 function oracleHeader(h: Uint8Array, maxFrame: number): ErrorCode | null {
   const dv = new DataView(h.buffer, h.byteOffset, h.length);
   const type = dv.getUint8(0);
-  if (type > 8) return "ERR_FRAME_TYPE";
+  if (type > 9) return "ERR_FRAME_TYPE";
   if (h.length < 2) return null;
   if (dv.getUint8(1) !== 0) return "ERR_FRAME_FLAGS";
   if (h.length < 6) return null;
   const id = dv.getUint32(2);
-  const connectionLevel = type === 6 || type === 7 || type === 8;
+  const connectionLevel = type === 6 || type === 7 || type === 8 || type === 9;
   if (id >= 2 ** 31 || (connectionLevel && id !== 0) || (!connectionLevel && id === 0)) return "ERR_FRAME_STREAM_ID";
   if (h.length < 10) return null;
   const len = dv.getUint32(6);
   if (type === 0 && len > maxFrame) return "ERR_FRAME_SIZE";
   if (type === 1 && (len < 8 || len > 352)) return "ERR_FRAME_SIZE";
-  if (type > 1 && len !== FIXED[type]) return "ERR_FRAME_SIZE";
+  if (type === 9 && (len < CONTROL_MIN || len > CONTROL_MAX)) return "ERR_FRAME_SIZE";
+  if (type > 1 && type < 9 && len !== FIXED[type]) return "ERR_FRAME_SIZE";
   return null;
 }
 
@@ -93,7 +96,8 @@ export function oracleDecode(bytes: Uint8Array, maxFrame = 262144): { log: Ev[];
       const inc = pv.getUint32(0);
       if (inc === 0 || inc >= 2 ** 31) return { log, error: "ERR_FRAME_PAYLOAD" };
       log.push({ t: "window", id, inc });
-    } else if (type === 6) log.push({ t: "ping", opaque: p });
+    } else if (type === 9) log.push({ t: "control", bytes: p });
+    else if (type === 6) log.push({ t: "ping", opaque: p });
     else if (type === 7) log.push({ t: "pong", opaque: p });
     else {
       const last = pv.getUint32(0);
