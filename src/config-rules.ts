@@ -42,6 +42,13 @@ const SERVER_RULES: readonly CrossRule[] = [
       "needs TUNNEL_TLS=on and TUNNEL_TLS_CLIENT_CA",
   },
   {
+    vars: ["TUNNEL_AUTH_PENALTY_MS", "TUNNEL_AUTH_PENALTY_MAX_MS"],
+    ok: (x) => (x.TUNNEL_AUTH_PENALTY_MAX_MS ?? 0) >= (x.TUNNEL_AUTH_PENALTY_MS ?? 0),
+    message: (x) =>
+      `TUNNEL_AUTH_PENALTY_MAX_MS (${x.TUNNEL_AUTH_PENALTY_MAX_MS}) must be at least ` +
+      `TUNNEL_AUTH_PENALTY_MS (${x.TUNNEL_AUTH_PENALTY_MS})`,
+  },
+  {
     vars: ["TUNNEL_ROUTES", "TUNNEL_CLUSTERS"],
     ok: (x) => unknownRouteClusters(x).length === 0,
     message: (x) =>

@@ -37,6 +37,8 @@ export interface RouteConfig { listen: HostPort; cluster: string; service: strin
 export interface ServerConfig extends CommonConfig {
   mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
   handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
+  /** Per-source penalties for failed authentication (server/handshake.ts AuthPenalties). */
+  authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
   shutdownGraceMs: number;
 }
 /** A target the agent may dial, by service name. */
@@ -173,6 +175,10 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       handshakeTimeoutMs: must(x.TUNNEL_HANDSHAKE_TIMEOUT_MS),
       maxPendingHandshakes: must(x.TUNNEL_MAX_PENDING_HANDSHAKES),
       maxPendingHandshakesPerIp: must(x.TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP),
+      authFailureLimit: must(x.TUNNEL_AUTH_FAILURE_LIMIT),
+      authFailureWindowMs: must(x.TUNNEL_AUTH_FAILURE_WINDOW_MS),
+      authPenaltyMs: must(x.TUNNEL_AUTH_PENALTY_MS),
+      authPenaltyMaxMs: must(x.TUNNEL_AUTH_PENALTY_MAX_MS),
       accessLog: must(x.TUNNEL_ACCESS_LOG),
       shutdownGraceMs: must(x.TUNNEL_SHUTDOWN_GRACE_MS),
     };

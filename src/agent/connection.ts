@@ -11,7 +11,7 @@ import { makeCredential } from "../auth/credential.ts";
 import type { ControlMessage } from "../protocol/control.ts";
 import { Session, sessionOwner } from "../mux/session.ts";
 import { connect, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, isTunnelError, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Backoff } from "./backoff.ts";
 import type { Services } from "./services.ts";
@@ -128,7 +128,9 @@ export class ConnectionSlot {
         owner: hs,
       });
     } catch (e) {
-      this.retry(`dial failed: ${(e as Error).message}`, false);
+      // A TLS failure (certificate from another CA, wrong name, expired...) is logged as an error with ERR_TLS.
+      const code = isTunnelError(e, "ERR_TLS") ? "ERR_TLS" : undefined;
+      this.retry(`dial failed: ${(e as Error).message}`, false, undefined, code);
       return;
     }
     if (this.stopped) {
@@ -239,7 +241,7 @@ export class ConnectionSlot {
     this.retry(`connection lost: ${error?.message ?? "closed"}`, false);
   }
 
-  private retry(reason: string, authFailure: boolean, retryAfterMs?: number): void {
+  private retry(reason: string, authFailure: boolean, retryAfterMs?: number, code?: ErrorCode): void {
     if (this.stopped) {
       this.setStopped();
       return;
@@ -254,8 +256,9 @@ export class ConnectionSlot {
     }
     let delay = authFailure ? this.backoff.max() : this.backoff.next();
     if (retryAfterMs !== undefined) delay = Math.max(delay, retryAfterMs);
-    const fields = { server: this.server, slot: this.slot, reason, retryInMs: delay };
-    if (authFailure) log.error("handshake refused", fields);
+    const fields = { server: this.server, slot: this.slot, reason, retryInMs: delay, ...(code ? { code } : {}) };
+    if (code === "ERR_TLS") log.error("TLS with the server failed", fields);
+    else if (authFailure) log.error("handshake refused", fields);
     else log.warn("connection down", fields);
     this.state = "backoff";
     this.timer = setTimeout(() => {

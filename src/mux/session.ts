@@ -112,7 +112,8 @@ export class Session implements StreamHost, FrameHandler {
    * closed, or out of stream ids (then it starts draining).
    */
   openStream(local: LocalSocket, open: OpenPayload): Stream | null {
-    if (this.closed || this.draining) return null;
+    // At the cap the visitor goes to another connection (or is refused): never more than maxStreams open here.
+    if (this.closed || this.draining || this.streams.size >= this.opts.maxStreams) return null;
     const id = this.nextStreamId;
     if (id > MAX_STREAM_ID) {
       this.goAway(WireCode.STREAM_IDS_EXHAUSTED);

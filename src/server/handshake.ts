@@ -1,7 +1,12 @@
 /**
  * Server side of the handshake: one ConnectionInitInfo in, one ConnectionInitResponse out, under a deadline that
- * covers everything from accept to the response. Statuses follow MOSN (SPEC.md §1.2): unknown policy or not the
- * cluster's policy → 3, unknown cluster → 4, credential that does not verify → 2, then ours (16, 18), else 1.
+ * covers everything from TCP accept (the TLS handshake included) to the response. Statuses follow MOSN (SPEC.md
+ * §1.2): unknown policy or not the cluster's policy → 3, unknown cluster → 4, credential that does not verify → 2,
+ * then ours (16, 18), else 1. With TUNNEL_TLS_CLIENT_CA every connection must present a client certificate that
+ * verifies against it (`socket.authorized`, checked here once TLS completes) or it is refused with 2.
+ *
+ * Also here: the pre-handshake gate's helpers: {@link AuthPenalties} (sources that keep failing authentication are
+ * refused for a while) and {@link refuseEarly}.
  */
 import { HandshakeDecoder, encodeHandshake, readBackchannelHello, type BackchannelHello, type ConnectionInitInfo } from "../protocol/handshake.ts";
 import { HandshakeStatus, STREAM_PROTOCOL_VERSION } from "../protocol/constants.ts";
@@ -9,6 +14,114 @@ import { verifyCredential, type ReplayGuard } from "../auth/credential.ts";
 import { TunnelError } from "../errors.ts";
 import type { ClusterConfig, ServerConfig } from "../config.ts";
 import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
+
+/** Statuses that count as a failed authentication attempt for {@link AuthPenalties}. */
+const AUTH_FAILURE_STATUSES: ReadonlySet<number> = new Set([
+  HandshakeStatus.AUTH_FAILED,
+  HandshakeStatus.VALIDATOR_NOT_FOUND,
+  HandshakeStatus.CLUSTER_NOT_EXIST,
+]);
+/** Sources remembered at most by {@link AuthPenalties} (the oldest are forgotten first). */
+const MAX_PENALTY_ENTRIES = 65_536;
+
+interface PenaltyEntry {
+  /** Failures in the current window. */
+  count: number;
+  windowStart: number;
+  /** Refused until this time (ms, Date.now clock). */
+  until: number;
+  /** Penalties served so far: each doubles the next. */
+  strikes: number;
+  last: number;
+}
+
+/** Settings of {@link AuthPenalties} (TUNNEL_AUTH_FAILURE_LIMIT etc.; limit 0 turns penalties off). */
+export interface PenaltySettings {
+  authFailureLimit: number;
+  authFailureWindowMs: number;
+  authPenaltyMs: number;
+  authPenaltyMaxMs: number;
+}
+
+/**
+ * Per-source penalties for failed authentication (after OpenSSH's PerSourcePenalties): `limit` failures from one
+ * address within `window` → new connections from it are refused for `penalty`, doubling with each further penalty
+ * up to `max`. A source is forgotten once it has been quiet for `window + max`. Bounded memory.
+ */
+export class AuthPenalties {
+  private readonly entries = new Map<string, PenaltyEntry>();
+
+  constructor(
+    private readonly s: PenaltySettings,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Records a failed authentication from `ip`; returns the penalty (ms) it started, or 0. */
+  failure(ip: string): number {
+    if (this.s.authFailureLimit <= 0) return 0;
+    const now = this.now();
+    let e = this.entries.get(ip);
+    if (e === undefined) {
+      if (this.entries.size >= MAX_PENALTY_ENTRIES) this.prune(now);
+      e = { count: 0, windowStart: now, until: 0, strikes: 0, last: now };
+    } else {
+      this.entries.delete(ip); // re-insert: the map stays in least-recently-failed order
+      if (now - e.last > this.s.authFailureWindowMs + this.s.authPenaltyMaxMs) e.strikes = 0;
+    }
+    this.entries.set(ip, e);
+    if (now - e.windowStart > this.s.authFailureWindowMs) {
+      e.count = 0;
+      e.windowStart = now;
+    }
+    e.count++;
+    e.last = now;
+    if (e.count < this.s.authFailureLimit) return 0;
+    const ms = Math.min(this.s.authPenaltyMaxMs, this.s.authPenaltyMs * 2 ** Math.min(e.strikes, 30));
+    e.until = now + ms;
+    e.strikes++;
+    e.count = 0;
+    e.windowStart = now;
+    return ms;
+  }
+
+  /** How long `ip` is still refused (ms); 0 if it is not. */
+  remainingMs(ip: string): number {
+    const e = this.entries.get(ip);
+    if (e === undefined) return 0;
+    const left = e.until - this.now();
+    return left > 0 ? Math.ceil(left) : 0;
+  }
+
+  /** Sources currently remembered. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private prune(now: number): void {
+    const forgetAfter = this.s.authFailureWindowMs + this.s.authPenaltyMaxMs;
+    for (const [ip, e] of this.entries) if (now - e.last > forgetAfter && e.until <= now) this.entries.delete(ip);
+    // Still full: forget the least recently failed sources.
+    for (const ip of this.entries.keys()) {
+      if (this.entries.size < MAX_PENALTY_ENTRIES) break;
+      this.entries.delete(ip);
+    }
+  }
+}
+
+/** Owner for a connection refused before its handshake: ignores everything until the socket is gone. */
+const REFUSED: SocketOwner = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
+
+/**
+ * Refuses a connection at accept (pending-handshake caps, penalties): a plaintext one is answered SERVER_BUSY with
+ * `retryAfterMs` and closed; a TLS one is closed at once (nothing can be written before its TLS handshake, and
+ * finishing TLS for a refused peer would cost more than it tells). Returns the owner for `accept` (null: kill).
+ */
+export function refuseEarly(socket: NetSocket, tls: boolean, retryAfterMs: number): SocketOwner | null {
+  if (tls) return null;
+  socket.write(encodeHandshake({ flag: 2, body: { status: HandshakeStatus.SERVER_BUSY, retry_after_ms: Math.ceil(retryAfterMs) } }));
+  socket.end();
+  return REFUSED;
+}
 
 const KNOWN_POLICIES = new Set(["token", "hmac-sha256", "mtls", "none"]);
 
@@ -26,6 +139,8 @@ export interface HandshakeContext {
   readonly config: ServerConfig;
   readonly clusters: ReadonlyMap<string, ClusterConfig>;
   readonly replay: ReplayGuard;
+  /** Failed authentications are reported here (optional: no penalties without it). */
+  readonly penalties?: AuthPenalties;
   /** Called once with the outcome; on success the callee writes the response and takes the socket over. */
   onAccepted(socket: NetSocket, accepted: AcceptedHandshake): void;
   /** Called once on failure, after the response (if any) was written. */
@@ -87,17 +202,42 @@ export class PendingHandshake implements SocketOwner {
   private readonly decoder: HandshakeDecoder;
   private readonly timer: ReturnType<typeof setTimeout>;
   private settled = false;
+  /** TLS: the TLS handshake has not completed (and verified, under TUNNEL_TLS_CLIENT_CA) yet. */
+  private tlsPending: boolean;
 
   constructor(
     private readonly socket: NetSocket,
     private readonly ctx: HandshakeContext,
   ) {
     this.decoder = new HandshakeDecoder({ maxBodyBytes: ctx.config.handshakeMaxBytes, accept: [1] });
+    this.tlsPending = ctx.config.tls;
+    // Started at TCP accept (TLS listeners fire open before the TLS handshake): one deadline for TLS + InitInfo.
     this.timer = setTimeout(() => this.fail(null, new TunnelError("ERR_HANDSHAKE_TIMEOUT")), ctx.config.handshakeTimeoutMs);
+  }
+
+  /** TLS listener: the TLS handshake finished. Under TUNNEL_TLS_CLIENT_CA the client certificate must verify. */
+  onHandshake(ok: boolean, error: Error | null): void {
+    if (this.settled) return;
+    if (!ok) {
+      this.fail(null, new TunnelError("ERR_TLS", `TLS handshake failed: ${tlsReason(error)}`));
+      return;
+    }
+    if (this.ctx.config.tlsClientCa !== null && !this.socket.authorized) {
+      // No certificate, or one that does not chain to TUNNEL_TLS_CLIENT_CA: refused like a bad credential.
+      this.fail(HandshakeStatus.AUTH_FAILED, new TunnelError("ERR_TLS", `client certificate refused: ${tlsReason(error)}`), true);
+      return;
+    }
+    this.tlsPending = false;
   }
 
   onData(chunk: Uint8Array): void {
     if (this.settled) return;
+    if (this.tlsPending) {
+      // Bun delivers data only after the handshake event; never act on bytes before TLS (and the client
+      // certificate) were checked.
+      this.fail(null, new TunnelError("ERR_TLS", "data before the TLS handshake completed"));
+      return;
+    }
     const r = this.decoder.push(chunk);
     if (r.kind === "more") return;
     if (r.kind === "error") {
@@ -138,9 +278,10 @@ export class PendingHandshake implements SocketOwner {
     this.ctx.onSettled(this.socket);
   }
 
-  private fail(status: number | null, error: TunnelError): void {
+  private fail(status: number | null, error: TunnelError, authFailure = status !== null && AUTH_FAILURE_STATUSES.has(status)): void {
     if (this.settled) return;
     this.settle();
+    if (authFailure) this.ctx.penalties?.failure(this.socket.remoteAddress);
     if (status !== null) {
       this.socket.write(encodeHandshake({ flag: 2, body: { status } }));
       this.socket.end();
@@ -149,4 +290,11 @@ export class PendingHandshake implements SocketOwner {
     }
     this.ctx.onRefused(this.socket, status, error);
   }
+}
+
+/** `CODE: message` of a TLS error, for logs (never contains key material). */
+function tlsReason(error: Error | null): string {
+  if (error === null) return "not verified";
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" ? `${code}: ${error.message}` : error.message;
 }

@@ -5,12 +5,11 @@
 import { randomBytes } from "node:crypto";
 import type { ServerConfig, ClusterConfig } from "../config.ts";
 import { ReplayGuard } from "../auth/credential.ts";
-import { encodeHandshake } from "../protocol/handshake.ts";
 import { HandshakeStatus, WireCode } from "../protocol/constants.ts";
 import { listen, type Listener, type NetSocket } from "../transport/tcp.ts";
 import { serverTls } from "../transport/tls.ts";
 import { logger } from "../log.ts";
-import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
+import { AuthPenalties, PendingHandshake, refuseEarly, type HandshakeContext } from "./handshake.ts";
 import { Registry } from "./registry.ts";
 import { Admission } from "./admission.ts";
 import { openRoutes } from "./routes.ts";
@@ -53,10 +52,11 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
     config,
     clusters,
     replay: new ReplayGuard(),
+    penalties: new AuthPenalties(config),
     onSettled: release,
     onRefused(socket, status, error) {
       stats.handshake(status);
-      log.warn("agent handshake refused", { remote: socket.remoteAddress, status, code: error.code });
+      log.warn("agent handshake refused", { remote: socket.remoteAddress, status, code: error.code, reason: error.message });
     },
     onAccepted(socket, accepted) {
       stats.handshake(HandshakeStatus.SUCCESS);
@@ -72,11 +72,14 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
     accept(socket) {
       const ip = socket.remoteAddress;
       const perIp = pendingByIp.get(ip) ?? 0;
+      const penaltyMs = ctx.penalties?.remainingMs(ip) ?? 0;
+      if (penaltyMs > 0) {
+        stats.limitHit("auth_penalty");
+        return refuseEarly(socket, tls !== undefined, penaltyMs);
+      }
       if (pendingTotal >= config.maxPendingHandshakes || perIp >= config.maxPendingHandshakesPerIp) {
         stats.limitHit("pending_handshakes");
-        socket.write(encodeHandshake({ flag: 2, body: { status: HandshakeStatus.SERVER_BUSY, retry_after_ms: 1000 } }));
-        socket.end();
-        return null;
+        return refuseEarly(socket, tls !== undefined, 1000);
       }
       pendingTotal++;
       pendingByIp.set(ip, perIp + 1);

@@ -16,6 +16,12 @@ export interface SocketOwner {
   onEnd(): void;
   /** The socket is gone. `error` is set for a reset or failure. Called exactly once. */
   onClose(error?: Error): void;
+  /**
+   * TLS listener sockets only: the TLS handshake finished. `ok` false means it failed (the socket closes next).
+   * With `ok` true the owner must still check `socket.authorized` when it requires a client certificate
+   * (bun-platform.md §1.8). Nothing may be written before this is called: such bytes are lost.
+   */
+  onHandshake?(ok: boolean, error: Error | null): void;
 }
 
 /** Per-socket slot stored in `socket.data`. */
@@ -23,12 +29,18 @@ export interface SocketSlot {
   owner: SocketOwner | null;
   /** Set by a connect that timed out: the late socket is killed on open. */
   abandoned?: boolean;
+  /** A TLS connect waiting for its handshake (see {@link connect}). */
+  connecting?: { handshake(s: NetSocket, ok: boolean, error: Error | null): void; closed(error?: Error): void };
 }
 
 /** A Bun TCP or TLS socket as used across Backchannel. */
 export type NetSocket = Socket<SocketSlot>;
 
-/** Hooks for a listener: `accept` returns the owner of a new socket, or null to refuse (socket is closed). */
+/**
+ * Hooks for a listener: `accept` returns the owner of a new socket, or null to refuse (socket is closed). With
+ * `tls`, `accept` runs at TCP accept, before the TLS handshake (so a handshake deadline covers TLS too), and the
+ * owner learns the TLS outcome from `onHandshake`; it must not write before that.
+ */
 export interface ListenOptions {
   host: string;
   port: number;
@@ -44,6 +56,13 @@ export interface Listener {
   readonly host: string;
   /** Stops accepting; `closeActive` also closes the accepted sockets. */
   stop(closeActive?: boolean): void;
+}
+
+/** TLS only. Having this handler makes Bun fire `open` at TCP accept/connect instead of after the handshake. */
+function handshake(s: NetSocket, ok: boolean, error: Error | null): void {
+  const connecting = s.data?.connecting;
+  if (connecting) connecting.handshake(s, ok, error ?? null);
+  else s.data?.owner?.onHandshake?.(ok, error ?? null);
 }
 
 function handlersFor(
@@ -77,12 +96,23 @@ function handlersFor(
       s.data?.owner?.onEnd();
     },
     close(s: NetSocket, error?: Error) {
+      const connecting = s.data?.connecting;
+      if (connecting) {
+        s.data.connecting = undefined;
+        connecting.closed(error);
+      }
       const owner = s.data?.owner;
       if (s.data) s.data.owner = null;
       owner?.onClose(error);
     },
     error(s: NetSocket, error: Error) {
       // A handler threw: a bug or a TLS failure. Contain it to this socket.
+      const connecting = s.data?.connecting;
+      if (connecting) {
+        s.data.connecting = undefined;
+        connecting.handshake(s, false, error); // e.g. a TLS alert from the server during the handshake
+        return;
+      }
       onHandlerError?.(error);
       s.terminate();
     },
@@ -101,7 +131,7 @@ export function listen(opts: ListenOptions): Listener {
       port: opts.port,
       allowHalfOpen: true,
       ...(opts.tls ? { tls: opts.tls } : {}),
-      socket: handlersFor(opts.accept, opts.onHandlerError),
+      socket: opts.tls ? { ...handlersFor(opts.accept, opts.onHandlerError), handshake } : handlersFor(opts.accept, opts.onHandlerError),
     });
   } catch (e) {
     throw new TunnelError("ERR_LISTEN", `cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`, {
@@ -118,6 +148,7 @@ export function listen(opts: ListenOptions): Listener {
 }
 
 const clientHandlers = handlersFor(null);
+const tlsClientHandlers = { ...clientHandlers, handshake };
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
@@ -130,29 +161,69 @@ export interface ConnectOptions {
 }
 
 /**
- * Dials host:port (TCP or TLS). Resolves with the open socket, owned by `owner` from then on.
- * Rejects with TunnelError ERR_CONNECT_REFUSED (refused, unreachable, TLS verification failed: `cause` tells)
- * or ERR_CONNECT_TIMEOUT. The owner receives no events unless the promise resolved.
+ * Dials host:port (TCP or TLS). Resolves with the open socket, owned by `owner` from then on; with TLS only once
+ * the handshake succeeded and the server certificate verified (`socket.authorized`), so the caller may write.
+ * Rejects with TunnelError ERR_CONNECT_REFUSED (refused, unreachable, closed during the TLS handshake), ERR_TLS
+ * (the TLS handshake failed: the message has the reason, e.g. `CERT_HAS_EXPIRED`) or ERR_CONNECT_TIMEOUT
+ * (which covers the TLS handshake). The owner receives no events unless the promise resolved.
  */
 export function connect(opts: ConnectOptions): Promise<NetSocket> {
   const slot: SocketSlot = { owner: null };
   return new Promise<NetSocket>((resolve, reject) => {
     let settled = false;
+    let socket: NetSocket | null = null;
     const timer = setTimeout(() => {
       if (settled) return;
       settled = true;
       slot.abandoned = true;
+      slot.connecting = undefined;
+      socket?.terminate();
       reject(new TunnelError("ERR_CONNECT_TIMEOUT", `connect to ${opts.host}:${opts.port} timed out`));
     }, opts.timeoutMs);
+    if (opts.tls) {
+      // Bun resolves Bun.connect before the TLS handshake and would even fire `open` for a server that fails
+      // verification (bun-platform.md §1.8): the handshake event decides.
+      slot.connecting = {
+        handshake(s, ok, error) {
+          slot.connecting = undefined;
+          if (settled) return void s.terminate();
+          settled = true;
+          clearTimeout(timer);
+          if (!ok || !s.authorized) {
+            s.terminate();
+            const e = error as (Error & { code?: string }) | null;
+            const why = e ? `${e.code ?? "TLS"}: ${e.message}` : "server certificate not verified";
+            reject(new TunnelError("ERR_TLS", `TLS with ${opts.host}:${opts.port} failed: ${why}`, { cause: e ?? undefined }));
+            return;
+          }
+          slot.owner = opts.owner;
+          resolve(s);
+        },
+        closed(error) {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          const e = error as (Error & { code?: string }) | undefined;
+          const why = e ? `: ${e.code ?? e.message}` : "";
+          reject(new TunnelError("ERR_CONNECT_REFUSED", `connection to ${opts.host}:${opts.port} closed during the TLS handshake${why}`, { cause: e }));
+        },
+      };
+    }
     Bun.connect<SocketSlot>({
       hostname: opts.host,
       port: opts.port,
       allowHalfOpen: true,
       data: slot,
       ...(opts.tls ? { tls: opts.tls } : {}),
-      socket: clientHandlers,
+      socket: opts.tls ? tlsClientHandlers : clientHandlers,
     }).then(
       (s) => {
+        socket = s;
+        if (opts.tls) {
+          // The handshake handler (or `closed`) settles; a socket that timed out meanwhile is killed.
+          if (settled && slot.owner === null) s.terminate();
+          return;
+        }
         clearTimeout(timer);
         if (settled || s.readyState !== 1) {
           s.terminate();
