@@ -4,6 +4,7 @@ import { ErrorCodes } from "../../src/errors.ts";
 import { FrameType, HandshakeFlag, HandshakeStatus, WireCode } from "../../src/protocol/constants.ts";
 import { FrameDecoder } from "../../src/protocol/frame-decoder.ts";
 import { FrameEncoder } from "../../src/protocol/frame-encoder.ts";
+import { decodeControl } from "../../src/protocol/control.ts";
 import { HandshakeDecoder, encodeHandshake } from "../../src/protocol/handshake.ts";
 import { Recorder } from "../support/protocol-frames.ts";
 import { specTable, specVectors } from "../support/protocol-spec.ts";
@@ -52,6 +53,7 @@ describe("SPEC.md hex examples", () => {
     expect(dec.bufferedBytes).toBe(0);
     expect(enc.pending()).toEqual(v.bytes);
     expect(new FrameDecoder(rec).push(v.bytes)).toBeNull();
+    for (const e of rec.log) if (e.t === "control") expect(decodeControl(e.bytes)).not.toBeNull(); // §4 messages
   });
 
   test.each(rejected.map((v) => [v.name, v] as const))("%s is rejected with its code at its last byte", (_n, v) => {
