@@ -195,7 +195,8 @@ export class ConnectionSlot {
         onControl: (msg) => {
           if (msg.type === "drained") this.onDrained?.(msg.connection_id);
         },
-        onStreamEnd: () => {
+        onStreamEnd: (stream, code) => {
+          log.debug("stream closed", { streamId: stream.id, service: stream.label, code, bytesIn: stream.bytesIn, bytesOut: stream.bytesOut });
           if (session.draining && session.activeStreams === 0) session.close();
         },
         onGoAway: () => {
@@ -232,8 +233,10 @@ export class ConnectionSlot {
   private sessionClosed(session: Session, error?: TunnelError): void {
     if (this.session !== session) return; // an old, replaced session finished draining
     this.session = null;
+    log.debug("connection closed", { server: this.server, role: this.role, slot: this.slot, connectionId: this.connectionId, reason: error?.message ?? "closed" });
     if (this.stopped) {
-      this.setStopped();
+      // Stopped only once the last staged frames were written and the socket is gone.
+      void session.gone.then(() => this.setStopped());
       return;
     }
     if (performance.now() - this.readyAt >= HEALTHY_RESET_MS) this.backoff.reset();

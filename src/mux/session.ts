@@ -61,6 +61,8 @@ export interface SessionEvents {
 }
 
 const CONTROL_SLACK_BYTES = 256 * 1024;
+/** How long a closed session may take to write its last staged frames before the connection is reset. */
+const LINGER_MS = 5_000;
 
 /** The stream multiplexer over one connection. Feed it socket events (it is the socket's owner). */
 export class Session implements StreamHost, FrameHandler {
@@ -85,6 +87,11 @@ export class Session implements StreamHost, FrameHandler {
   /** Last measured round trip (ms), or -1. */
   rttMs = -1;
   private readonly flushBound = () => this.flush();
+  /** Resolves when the connection itself is closed (after close(), once the last staged bytes went out). */
+  readonly gone: Promise<void>;
+  private markGone!: () => void;
+  /** After close(): the timer that resets the connection if staged frames cannot be written. */
+  private lingering: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly socket: FrameSocket,
@@ -94,6 +101,7 @@ export class Session implements StreamHost, FrameHandler {
     this.peerMaxFrame = opts.peerMaxFrame;
     this.highWater = opts.highWaterBytes ?? 1024 * 1024;
     this.decoder = new FrameDecoder(this, { maxFrameBytes: opts.localMaxFrame });
+    this.gone = new Promise((resolve) => (this.markGone = resolve));
     if (opts.heartbeatIntervalMs > 0) {
       this.heartbeat = setInterval(() => this.tick(), opts.heartbeatIntervalMs);
       this.heartbeat.unref?.();
@@ -146,13 +154,16 @@ export class Session implements StreamHost, FrameHandler {
    */
   close(error?: TunnelError, wireCode: number = WireCode.NO_ERROR): void {
     if (this.closed) return;
-    if (error) {
-      this.encoder.goAway(this.highestStreamId, wireCode);
-      this.flush();
-    }
+    if (error) this.encoder.goAway(this.highestStreamId, wireCode);
+    this.flush();
     this.shutdown(error);
-    if (this.encoder.pendingBytes > 0) this.socket.terminate();
-    else this.socket.end();
+    if (this.encoder.pendingBytes === 0) {
+      this.socket.end();
+      return;
+    }
+    // Frames already staged (a stream's last DATA and FIN) must still reach the peer: finish writing them on
+    // drain, then FIN. A peer that never reads gets reset after a bound.
+    this.lingering = setTimeout(() => this.socket.terminate(), LINGER_MS);
   }
 
   // --- socket events (forwarded by the connection's SocketOwner, see sessionOwner) ---
@@ -168,7 +179,18 @@ export class Session implements StreamHost, FrameHandler {
   /** The connection can take more bytes. */
   drained(): void {
     this.writable = true;
-    this.flush();
+    if (this.lingering === null) {
+      this.flush();
+      return;
+    }
+    const enc = this.encoder;
+    const n = this.socket.write(enc.pending());
+    if (n > 0) enc.consume(n);
+    if (enc.pendingBytes === 0) {
+      clearTimeout(this.lingering);
+      this.lingering = null;
+      this.socket.end();
+    }
   }
 
   /** The peer sent FIN: no more frames can arrive, so the session ends. */
@@ -178,6 +200,9 @@ export class Session implements StreamHost, FrameHandler {
 
   /** The connection is gone. */
   socketClosed(error?: Error): void {
+    if (this.lingering !== null) clearTimeout(this.lingering);
+    this.lingering = null;
+    this.markGone();
     if (this.closed) return;
     this.shutdown(new TunnelError("ERR_SESSION_CLOSED", error ? `connection lost: ${error.message}` : "connection closed"));
   }

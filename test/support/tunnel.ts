@@ -5,6 +5,11 @@
 import { loadConfig, type AgentConfig, type ServerConfig } from "../../src/config.ts";
 import { startServer, type ServerHandle } from "../../src/server/server.ts";
 import { startAgent, type AgentHandle } from "../../src/agent/agent.ts";
+import { configureLogging } from "../../src/log.ts";
+import type { LogLevel } from "../../src/config.ts";
+
+// In-process roles log through the shared logger: quiet unless TEST_LOG_LEVEL asks for more.
+configureLogging({ level: (process.env.TEST_LOG_LEVEL ?? "error") as LogLevel, format: "json" });
 
 const BASE = {
   TUNNEL_TLS: "off",
