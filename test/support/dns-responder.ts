@@ -16,7 +16,7 @@ export interface DnsResponder {
 /** Starts the responder. */
 export function startDnsResponder(addresses: string[]): Promise<DnsResponder> {
   const sock = dgram.createSocket("udp4");
-  const r: DnsResponder = { port: 0, addresses, queries: 0, stop: () => sock.close() };
+  const r: { -readonly [K in keyof DnsResponder]: DnsResponder[K] } = { port: 0, addresses, queries: 0, stop: () => sock.close() };
   sock.on("message", (msg, rinfo) => {
     if (msg.length < 17) return;
     let i = 12;
