@@ -104,7 +104,7 @@ describe("the right setup works", () => {
 });
 
 describe("the agent refuses the server", () => {
-  const cases = [
+  const cases: { name: string; server: () => { cert: string; key: string }; env: Record<string, string>; reason: string }[] = [
     { name: "a certificate from another CA", server: () => testCerts().serverOther, env: {}, reason: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" },
     { name: "a wrong server name", server: () => testCerts().server, env: { TUNNEL_TLS_SERVER_NAME: "cloud.example.com" }, reason: "ERR_TLS_CERT_ALTNAME_INVALID" },
     { name: "an expired certificate", server: () => testCerts().serverExpired, env: {}, reason: "CERT_HAS_EXPIRED" },
@@ -188,7 +188,7 @@ describe("fail closed at startup", () => {
     const c = testCerts();
     const junk = join(c.dir, "junk.pem");
     writeFileSync(junk, "not a certificate: SECRET-LOOKING-CONTENT\n");
-    const bad = [
+    const bad: { env: Record<string, string>; variable: string }[] = [
       { env: { TUNNEL_TLS_CERT: junk }, variable: "TUNNEL_TLS_CERT" },
       { env: { TUNNEL_TLS_KEY: junk }, variable: "TUNNEL_TLS_KEY" },
       { env: { TUNNEL_TLS_KEY: c.agent.key }, variable: "TUNNEL_TLS_KEY" }, // the key of another certificate
