@@ -125,41 +125,46 @@ export class FrameDecoder {
         if (this.remaining === 0) this.state = S_HEADER;
         this.handler.onData(this.streamId, chunk.subarray(pos, pos + n));
         pos += n;
+      } else if (this.state === S_HEADER) {
+        // Inlined: this runs once per frame (a method call here cost ~10% at 64-byte frames).
+        let err: TunnelError | null;
+        if (this.have === 0 && end - pos >= FRAME_HEADER_BYTES) {
+          err = this.readHeader(chunk, pos); // fast path: the whole header is in this chunk
+          pos += FRAME_HEADER_BYTES;
+        } else {
+          pos = this.fillHeader(chunk, pos);
+          if (pos < 0) return this.error;
+          if (this.have !== 0) return null; // header still partial; the chunk is used up
+          err = this.readHeader(this.scratch, 0);
+        }
+        if (err === null && this.remaining === 0) err = this.control(chunk, pos); // empty DATA, ACK, FIN
+        else if (err === null && this.type !== FrameType.DATA) this.state = S_CONTROL;
+        if (err !== null) {
+          this.fail(err);
+          return err;
+        }
       } else {
-        pos = this.state === S_HEADER ? this.stepHeader(chunk, pos) : this.stepControl(chunk, pos);
+        pos = this.stepControl(chunk, pos);
         if (pos < 0) return this.error;
       }
     }
     return null;
   }
 
-  /** Consumes header bytes at `chunk[pos]`; returns the new position, or -1 after recording an error. */
-  private stepHeader(chunk: Uint8Array, pos: number): number {
-    let err: TunnelError | null;
-    if (this.have === 0 && chunk.length - pos >= FRAME_HEADER_BYTES) {
-      err = this.readHeader(chunk, pos); // fast path: the whole header is in this chunk
-      pos += FRAME_HEADER_BYTES;
-    } else {
-      const n = Math.min(FRAME_HEADER_BYTES - this.have, chunk.length - pos);
-      this.scratch.set(chunk.subarray(pos, pos + n), this.have);
-      this.have += n;
-      pos += n;
-      if (this.have < FRAME_HEADER_BYTES) {
-        err = headerError(this.scratch, 0, this.have, this.maxFrameBytes);
-        return err === null ? pos : this.fail(err);
-      }
+  /**
+   * Copies header bytes at `chunk[pos]` into `scratch` and checks the fields they complete. Returns the new
+   * position with `have` 0 once the header is whole (then in `scratch`), or -1 after recording an error.
+   */
+  private fillHeader(chunk: Uint8Array, pos: number): number {
+    const n = Math.min(FRAME_HEADER_BYTES - this.have, chunk.length - pos);
+    this.scratch.set(chunk.subarray(pos, pos + n), this.have);
+    this.have += n;
+    if (this.have === FRAME_HEADER_BYTES) {
       this.have = 0;
-      err = this.readHeader(this.scratch, 0);
+      return pos + n;
     }
-    if (err !== null) return this.fail(err);
-    if (this.remaining === 0) {
-      // Empty payload: DATA gives one empty view, ACK/FIN complete here.
-      err = this.control(chunk, pos);
-      if (err !== null) return this.fail(err);
-    } else if (this.type !== FrameType.DATA) {
-      this.state = S_CONTROL;
-    }
-    return pos;
+    const err = headerError(this.scratch, 0, this.have, this.maxFrameBytes);
+    return err === null ? pos + n : this.fail(err);
   }
 
   /** Consumes control-payload bytes at `chunk[pos]`; returns the new position, or -1 after recording an error. */
