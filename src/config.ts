@@ -27,7 +27,7 @@ export interface CommonConfig {
   /** TLS between agent and server; the paths are PEM files, read later by the transport. */
   tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
   streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
-  maxStreamsPerConnection: number; handshakeMaxBytes: number;
+  maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
 }
 /** A cluster the server accepts agents into. `secret` is set for token/hmac-sha256; identities for mtls. */
 export interface ClusterConfig { name: string; policy: CredentialPolicy; secret: string | null; allowedIdentities: string[] }
@@ -163,6 +163,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     heartbeatTimeoutMs: must(x.TUNNEL_HEARTBEAT_TIMEOUT_MS),
     maxStreamsPerConnection: must(x.TUNNEL_MAX_STREAMS_PER_CONNECTION),
     handshakeMaxBytes: must(x.TUNNEL_HANDSHAKE_MAX_BYTES),
+    controlQueueMaxBytes: must(x.TUNNEL_CONTROL_QUEUE_MAX_BYTES),
   };
   if (mode === "server") {
     return {

@@ -79,6 +79,8 @@ const ROWS: Record<string, Row> = {
     valid: [["1", 1], ["1048576", 1048576]], invalid: ["0", "1048577"] },
   TUNNEL_HANDSHAKE_MAX_BYTES: { mode: "agent", field: (c) => c.handshakeMaxBytes, def: 16384,
     valid: [["256", 256], ["65535", 65535]], invalid: ["255", "65536"] },
+  TUNNEL_CONTROL_QUEUE_MAX_BYTES: { mode: "server", field: (c) => c.controlQueueMaxBytes, def: 1310720,
+    valid: [["1179648", 1179648], ["1073741824", 1073741824]], invalid: ["1048576", "1073741825", "x"] },
   TUNNEL_LISTEN: { mode: "server", field: (c) => s(c).listen, def: hp("0.0.0.0", 7000),
     valid: [["127.0.0.1:0", hp("127.0.0.1", 0)], ["[::]:7000", hp("::", 7000)], ["localhost:7001", hp("localhost", 7001)]],
     invalid: ["7000", "127.0.0.1:70000", "1.2.3:80", "[::1:7000", "a b:1", "999.1.1.1:80"] },

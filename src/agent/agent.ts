@@ -34,12 +34,15 @@ export interface AgentHandle {
   close(graceful?: boolean): Promise<void>;
 }
 
-/** Every address a server host name resolves to (one peer per address, as MOSN does). */
-async function resolvePeers(server: HostPort): Promise<HostPort[]> {
+/**
+ * Every address a server host name resolves to (one peer per address, as MOSN does). `tlsName`: the name the
+ * addresses came from, which TLS verifies the server certificate against (not the address).
+ */
+async function resolvePeers(server: HostPort): Promise<(HostPort & { tlsName?: string })[]> {
   if (isIP(server.host) !== 0) return [server];
   try {
     const addrs = await lookup(server.host, { all: true });
-    return [...new Set(addrs.map((a) => a.address))].map((host) => ({ host, port: server.port }));
+    return [...new Set(addrs.map((a) => a.address))].map((host) => ({ host, port: server.port, tlsName: server.host }));
   } catch (e) {
     log.warn("cannot resolve server, dialling by name", { server: server.host, error: (e as Error).message });
     return [server];
@@ -67,17 +70,19 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   let discoveredKeys = new Set<string>();
   let closing: Promise<void> | null = null;
 
-  const addPeer = (hp: HostPort): void => {
+  const addPeer = (hp: HostPort, tlsName?: string): void => {
     const key = `${hp.host}:${hp.port}`;
     if (peers.has(key) || closing) return;
-    const peer = new Peer(ctx, hp.host, hp.port);
+    // TLS checks the server's name, not the address it resolved to (unless TUNNEL_TLS_SERVER_NAME is set).
+    const named = tlsName !== undefined && ctx.tls !== undefined && config.tlsServerName === null;
+    const peer = new Peer(named ? { ...ctx, tls: { ...ctx.tls, serverName: tlsName } } : ctx, hp.host, hp.port);
     peers.set(key, peer);
     peer.start();
   };
 
   for (const hp of (await Promise.all(config.servers.map(resolvePeers))).flat()) {
     staticKeys.add(`${hp.host}:${hp.port}`);
-    addPeer(hp);
+    addPeer(hp, hp.tlsName);
   }
 
   let discovery: Discovery | null = null;
@@ -87,7 +92,8 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       dnsServers: config.dnsServers,
       onSnapshot(servers) {
         const next = new Set(servers.map((s) => `${s.host}:${s.port}`));
-        for (const s of servers) addPeer(s);
+        const tlsName = config.serverDiscovery?.kind === "dns" ? config.serverDiscovery.name : undefined;
+        for (const s of servers) addPeer(s, tlsName);
         for (const key of discoveredKeys) {
           if (next.has(key) || staticKeys.has(key)) continue;
           const peer = peers.get(key);

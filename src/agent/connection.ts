@@ -188,6 +188,7 @@ export class ConnectionSlot {
         maxStreams: this.role === "aside" ? 0 : config.maxStreamsPerConnection,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+        controlQueueMaxBytes: config.controlQueueMaxBytes,
         acceptControl: this.role === "aside",
       },
       {

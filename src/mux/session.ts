@@ -38,6 +38,11 @@ export interface SessionOptions {
   heartbeatTimeoutMs: number;
   /** Staging bytes above which streams stop sending (default 1 MiB). */
   highWaterBytes?: number;
+  /**
+   * Queued output (bytes) past which a peer that makes us queue another control reply (PONG, RST, WINDOW, ACK) is
+   * disconnected with ENHANCE_YOUR_CALM: it sends but does not read. Default high water + 256 KiB.
+   */
+  controlQueueMaxBytes?: number;
   /** Aside connections only: CONTROL frames are allowed (elsewhere they are a protocol error). */
   acceptControl?: boolean;
 }
@@ -358,7 +363,7 @@ export class Session implements StreamHost, FrameHandler {
 
   /** Before queuing a control frame: a peer that makes control replies pile up without reading is cut off. */
   private control(): void {
-    if (this.encoder.pendingBytes > this.highWater + CONTROL_SLACK_BYTES) {
+    if (this.encoder.pendingBytes > (this.opts.controlQueueMaxBytes ?? this.highWater + CONTROL_SLACK_BYTES)) {
       queueMicrotask(() => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")));
     }
     this.scheduleFlush();

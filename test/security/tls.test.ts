@@ -78,6 +78,18 @@ describe("the right setup works", () => {
     await throughTunnel(srv.routePorts[0] as number, 64 * 1024);
   });
 
+  test("a server given by name is verified against that name, not the address it resolves to", async () => {
+    const srv = await server({ ...serverTlsEnv({ server: testCerts().serverDnsOnly }), TUNNEL_CLUSTERS: `edge=token:${TOKEN}`, TUNNEL_ROUTES: "127.0.0.1:0=edge/echo" });
+    const a = await startRawAgent({ ...agentTlsEnv(), TUNNEL_SERVERS: `localhost:${srv.agentPort}`, TUNNEL_CLUSTER: "edge", TUNNEL_CREDENTIAL: TOKEN });
+    await a.ready();
+    expect(a.slots.map((s) => s.serverHost)).toContain("127.0.0.1");
+    await throughTunnel(srv.routePorts[0] as number, 64 * 1024);
+    // The same certificate does not cover the address itself.
+    const byIp = await startRawAgent({ ...agentTlsEnv(), TUNNEL_SERVERS: `127.0.0.1:${srv.agentPort}`, TUNNEL_CLUSTER: "edge", TUNNEL_CREDENTIAL: TOKEN, TUNNEL_HOSTNAME: "edge-9" });
+    await waitFor(() => logs.find("TLS with the server failed").some((l) => String(l.reason).includes("ERR_TLS_CERT_ALTNAME_INVALID")), "IP refused");
+    expect(byIp.slots.every((s) => s.state !== "ready")).toBe(true);
+  });
+
   test("mtls: the agent's certificate is its credential; traffic flows byte-exact", async () => {
     const c = testCerts();
     const srv = await server({

@@ -19,6 +19,8 @@ export interface TestCerts {
   agent2: CertFiles;
   /** Server certificate from `ca` that expired in 2020. */
   serverExpired: CertFiles;
+  /** Server certificate from `ca` for the name `localhost` only (no IP address in its SAN). */
+  serverDnsOnly: CertFiles;
   otherCa: CertFiles;
   /** Server certificate (localhost, 127.0.0.1) from `otherCa`. */
   serverOther: CertFiles;
@@ -39,12 +41,13 @@ export function testCerts(): TestCerts {
   const serverExpired = makeLeaf(dir, "server-expired", g.ca, {
     cn: "localhost", san: ["DNS:localhost", "IP:127.0.0.1"], usage: "server", expired: true,
   });
+  const serverDnsOnly = makeLeaf(dir, "server-dns-only", g.ca, { cn: "localhost", san: ["DNS:localhost"], usage: "server" });
   const otherCa = makeCa(dir, "other-ca", "Some other CA");
   const serverOther = makeLeaf(dir, "server-other", otherCa, {
     cn: "localhost", san: ["DNS:localhost", "IP:127.0.0.1"], usage: "server",
   });
   const agentOther = makeLeaf(dir, "agent-other", otherCa, { cn: "edge-1", usage: "client" });
-  made = { dir, ca: g.ca, server: g.server, agent: g.agent, agent2, serverExpired, otherCa, serverOther, agentOther };
+  made = { dir, ca: g.ca, server: g.server, agent: g.agent, agent2, serverExpired, serverDnsOnly, otherCa, serverOther, agentOther };
   return made;
 }
 
