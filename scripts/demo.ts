@@ -5,7 +5,11 @@
  * stops everything it started.
  */
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { sourceCommand, spawnRole, startServerProcess, type RoleProcess } from "./lib/roles.ts";
+import { generateCerts, opensslAvailable } from "./gen-certs.ts";
 
 const started: RoleProcess[] = [];
 const web = Bun.serve({
@@ -14,11 +18,30 @@ const web = Bun.serve({
   fetch: (req) => new Response(`Hello from the edge service behind Backchannel! You asked for ${new URL(req.url).pathname}\n`),
 });
 
+/** TLS env for server and agent from certificates made in a temp dir, or TLS off when openssl is missing. */
+function tlsSetup(): { server: Record<string, string>; agent: Record<string, string>; dir: string | null } {
+  if (!opensslAvailable()) {
+    console.log("note: no openssl command, so no certificates: this demo runs with TUNNEL_TLS=off (plaintext)");
+    return { server: { TUNNEL_TLS: "off" }, agent: { TUNNEL_TLS: "off" }, dir: null };
+  }
+  const dir = mkdtempSync(join(tmpdir(), "backchannel-demo-"));
+  const c = generateCerts(dir);
+  console.log(`0. TLS certificates (npm run gen-certs) in ${dir}`);
+  return {
+    server: { TUNNEL_TLS: "on", TUNNEL_TLS_CERT: c.server.cert, TUNNEL_TLS_KEY: c.server.key },
+    agent: { TUNNEL_TLS: "on", TUNNEL_TLS_CA: c.ca.cert },
+    dir,
+  };
+}
+let certDir: string | null = null;
+
 async function main(): Promise<void> {
   const secret = randomBytes(18).toString("base64url");
+  const tls = tlsSetup();
+  certDir = tls.dir;
   console.log(`1. edge HTTP service on 127.0.0.1:${web.port}`);
   const srv = await startServerProcess(sourceCommand("server"), {
-    TUNNEL_TLS: "off",
+    ...tls.server,
     TUNNEL_LISTEN: "127.0.0.1:0",
     TUNNEL_CLUSTERS: `demo=token:${secret}`,
     TUNNEL_ROUTES: "127.0.0.1:0=demo/web",
@@ -27,7 +50,7 @@ async function main(): Promise<void> {
   const publicPort = srv.routePorts[0] as number;
   console.log(`2. server: agents connect to 127.0.0.1:${srv.agentPort}, visitors to 127.0.0.1:${publicPort}`);
   const agent = spawnRole(sourceCommand("agent"), {
-    TUNNEL_TLS: "off",
+    ...tls.agent,
     TUNNEL_SERVERS: `127.0.0.1:${srv.agentPort}`,
     TUNNEL_CLUSTER: "demo",
     TUNNEL_CREDENTIAL: secret,
@@ -36,7 +59,7 @@ async function main(): Promise<void> {
   });
   started.push(agent);
   await agent.waitForLog((l) => l.msg === "connected");
-  console.log("3. agent connected (it dialled out; the edge accepts no inbound connection)");
+  console.log(`3. agent connected over ${tls.dir ? "TLS" : "plaintext TCP"} (it dialled out; the edge accepts no inbound connection)`);
 
   const res = await fetch(`http://127.0.0.1:${publicPort}/hello`, { signal: AbortSignal.timeout(10_000) });
   const body = await res.text();
@@ -65,5 +88,6 @@ try {
 } finally {
   await Promise.all(started.map((p) => p.stop()));
   web.stop(true);
+  if (certDir !== null) rmSync(certDir, { recursive: true, force: true });
 }
 process.exit(code);
