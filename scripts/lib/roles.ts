@@ -23,8 +23,16 @@ export function sourceCommand(mode: "server" | "agent"): string[] {
   return [process.execPath, new URL("../../src/main.ts", import.meta.url).pathname, `--mode=${mode}`];
 }
 
+/** Options for {@link spawnRole}. */
+export interface SpawnOptions {
+  /** Called with every log line as it arrives (raw text too), e.g. to follow access logs or write them to a file. */
+  onLine?(line: LogLine, raw: string): void;
+  /** Keep only the last this many lines in `lines` (default: all; long runs should bound it). */
+  keepLines?: number;
+}
+
 /** Spawns `cmd` with exactly `env` (plus PATH) and JSON logging. */
-export function spawnRole(cmd: string[], env: Record<string, string>): RoleProcess {
+export function spawnRole(cmd: string[], env: Record<string, string>, opts: SpawnOptions = {}): RoleProcess {
   const proc = Bun.spawn(cmd, {
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", TUNNEL_LOG_FORMAT: "json", ...env },
     stdin: "ignore",
@@ -41,6 +49,8 @@ export function spawnRole(cmd: string[], env: Record<string, string>): RoleProce
       line = { msg: text, level: "raw" };
     }
     lines.push(line);
+    if (opts.keepLines !== undefined && lines.length > opts.keepLines * 2) lines.splice(0, lines.length - opts.keepLines);
+    opts.onLine?.(line, text);
     for (const w of waiters) {
       if (w.pred(line)) {
         waiters.delete(w);
@@ -104,8 +114,9 @@ export function portOf(hostPort: string): number {
 export async function startServerProcess(
   cmd: string[],
   env: Record<string, string>,
+  opts: SpawnOptions = {},
 ): Promise<{ role: RoleProcess; agentPort: number; routePorts: number[] }> {
-  const role = spawnRole(cmd, env);
+  const role = spawnRole(cmd, env, opts);
   const line = await role.waitForLog((l) => l.msg === "server listening");
   const routes = (line.routes as string[]).map((r) => portOf(r.slice(0, r.indexOf("="))));
   return { role, agentPort: portOf(line.agents as string), routePorts: routes };
