@@ -4,7 +4,7 @@
  * certificate, a key file without a usable key, or a key that does not match its certificate is a TunnelError
  * ERR_TLS_CONFIG naming the variable and path (never the content).
  *
- * What Bun 1.4.5 does (bun-platform.md §1.8, re-checked by test/security/tls.test.ts):
+ * What Bun 1.4.5 does (bun-platform.md §1.8; pinned by test/security/bun-tls-facts.test.ts):
  * - server: `requestCert` asks for a client certificate; with `rejectUnauthorized: false` the handshake completes
  *   either way and `socket.authorized` says whether the certificate chains to `ca`. The application checks it
  *   (server/handshake.ts) so that a refused agent is told AUTH_FAILED instead of seeing a bare close.

@@ -13,8 +13,11 @@ export interface IdleResult {
   received: number;
 }
 
-/** Opens `n` connections to `port` that never send a byte; each promise resolves when the server closes it. */
-export async function idleConnections(port: number, n: number): Promise<Promise<IdleResult>[]> {
+/**
+ * Opens `n` connections to `port` that never send a byte (or only `firstBytes`, then nothing); each promise
+ * resolves when the server closes it.
+ */
+export async function idleConnections(port: number, n: number, firstBytes?: Uint8Array): Promise<Promise<IdleResult>[]> {
   const results: Promise<IdleResult>[] = [];
   const opened: Promise<unknown>[] = [];
   for (let i = 0; i < n; i++) {
@@ -27,6 +30,9 @@ export async function idleConnections(port: number, n: number): Promise<Promise<
         hostname: "127.0.0.1",
         port,
         socket: {
+          open(s) {
+            if (firstBytes) s.write(firstBytes);
+          },
           data(_s, d) {
             received += d.byteLength;
           },
