@@ -9,6 +9,7 @@ import { helpText, loadConfig, redactConfig, type Config } from "./config.ts";
 import { configureLogging, logger, type Logger } from "./log.ts";
 import { startServer } from "./server/server.ts";
 import { startAgent } from "./agent/agent.ts";
+import { startAgentAdmin, startServerAdmin } from "./admin/admin.ts";
 
 /** What argv asked for; `errors` lists arguments that are not understood. */
 interface Args { help: boolean; version: boolean; mode: string | undefined; errors: string[] }
@@ -34,8 +35,11 @@ function usageError(headline: string, details: readonly string[]): never {
 
 interface Handle { close(graceful?: boolean): Promise<void> }
 
+/** Starts the role, with its admin endpoint when TUNNEL_ADMIN_LISTEN is set. */
 function start(config: Config): Promise<Handle> {
-  return config.mode === "server" ? startServer(config) : startAgent(config);
+  return config.mode === "server"
+    ? startServer(config, { admin: (h) => startServerAdmin(config, h) })
+    : startAgent(config, { admin: (h) => startAgentAdmin(config, h) });
 }
 
 /** First SIGTERM/SIGINT: graceful close, then exit 0 (1 if closing fails). A second one: exit 1 at once. */

@@ -13,6 +13,7 @@ import type { ConnectionSlot, SlotContext } from "./connection.ts";
 import { startDiscovery, type Discovery } from "./discovery.ts";
 import { Peer } from "./peer.ts";
 import { Services } from "./services.ts";
+import { AgentStats } from "./stats.ts";
 
 const log = logger("agent");
 
@@ -23,6 +24,11 @@ export interface AgentHandle {
   /** Every data connection slot of every current peer. */
   readonly slots: readonly ConnectionSlot[];
   readonly services: Services;
+  readonly stats: AgentStats;
+  /** Bound port of the admin endpoint, or null when it is off. */
+  readonly adminPort: number | null;
+  /** True once close() was called. */
+  readonly closing: boolean;
   /** Resolves once every known server has at least one ready data connection (rejects after `timeoutMs`). */
   ready(timeoutMs?: number): Promise<void>;
   /** Changes this agent's weight on every server (over the aside connections); returns how many servers took it. */
@@ -49,18 +55,22 @@ async function resolvePeers(server: HostPort): Promise<(HostPort & { tlsName?: s
   }
 }
 
-/** Options for tests. */
+/** Options for tests, and the admin endpoint (started by main.ts with src/admin/; tests may pass it too). */
 export interface AgentOptions {
   /** Random source for backoff jitter (seeded in tests). */
   random?: () => number;
+  /** Starts the admin endpoint once the agent runs, if TUNNEL_ADMIN_LISTEN is set; stopped last by close(). */
+  admin?: (handle: AgentHandle) => { readonly port: number; stop(): Promise<void> };
 }
 
 /** Starts the agent role. */
 export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): Promise<AgentHandle> {
   const services = new Services(config);
+  const stats = new AgentStats();
   const ctx: SlotContext = {
     config,
     services,
+    stats,
     instance: randomUUID(),
     tls: config.tls ? await agentTls(config) : undefined,
     random: opts.random ?? Math.random,
@@ -116,12 +126,20 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     services: config.services.map((s) => s.name),
   });
 
-  return {
+  let admin: { readonly port: number; stop(): Promise<void> } | null = null;
+  const handle: AgentHandle = {
     peers,
     get slots() {
       return [...peers.values()].flatMap((p) => p.slots);
     },
     services,
+    stats,
+    get adminPort() {
+      return admin?.port ?? null;
+    },
+    get closing() {
+      return closing !== null;
+    },
     async ready(timeoutMs = 10_000) {
       const deadline = performance.now() + timeoutMs;
       while (peers.size === 0 || ![...peers.values()].every((p) => p.ready)) {
@@ -138,9 +156,19 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
       closing ??= (async () => {
         discovery?.stop();
         await Promise.all([...peers.values()].map((p) => p.stop(graceful, config.gracefulCloseMaxWaitMs)));
+        await admin?.stop();
         log.info("agent stopped", { graceful });
       })();
       return closing;
     },
   };
+  if (config.adminListen !== null && opts.admin !== undefined) {
+    try {
+      admin = opts.admin(handle);
+    } catch (e) {
+      await handle.close(false);
+      throw e;
+    }
+  }
+  return handle;
 }

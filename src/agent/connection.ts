@@ -15,6 +15,7 @@ import { TunnelError, isTunnelError, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Backoff } from "./backoff.ts";
 import type { Services } from "./services.ts";
+import type { AgentStats } from "./stats.ts";
 
 const log = logger("agent");
 
@@ -31,6 +32,7 @@ export interface SlotContext {
   readonly instance: string;
   readonly tls: TLSOptions | undefined;
   readonly random: () => number;
+  readonly stats: AgentStats;
 }
 
 /** One data connection slot to one server address. */
@@ -171,6 +173,7 @@ export class ConnectionSlot {
     }
     if (response.status !== HandshakeStatus.SUCCESS || !response.backchannel) {
       this.lastStatus = response.status;
+      this.ctx.stats.handshake(response.status);
       socket.end();
       const auth = response.status === HandshakeStatus.AUTH_FAILED || response.status === HandshakeStatus.VALIDATOR_NOT_FOUND;
       this.retry(`handshake refused with status ${response.status} (${statusName(response.status)})`, auth, response.retry_after_ms);
@@ -192,11 +195,15 @@ export class ConnectionSlot {
         acceptControl: this.role === "aside",
       },
       {
-        onOpen: (stream) => this.ctx.services.serve(stream),
+        onOpen: (stream) => {
+          this.ctx.stats.streamOpened(stream);
+          this.ctx.services.serve(stream);
+        },
         onControl: (msg) => {
           if (msg.type === "drained") this.onDrained?.(msg.connection_id);
         },
         onStreamEnd: (stream, code) => {
+          this.ctx.stats.streamEnded(stream, code);
           log.debug("stream closed", { streamId: stream.id, service: stream.label, code, bytesIn: stream.bytesIn, bytesOut: stream.bytesOut });
           if (session.draining && session.activeStreams === 0) session.close();
         },
@@ -204,6 +211,9 @@ export class ConnectionSlot {
           // The server will open no more streams here: replace this connection now, close it once idle.
           if (session.activeStreams === 0) session.close();
           else if (!this.stopped) this.replaceDraining(session);
+        },
+        onRtt: (ms) => {
+          if (this.role === "data") this.ctx.stats.rtt(this.server, ms);
         },
         onClose: (error) => this.sessionClosed(session, error),
       },
@@ -214,6 +224,7 @@ export class ConnectionSlot {
     this.readyAt = performance.now();
     this.failures = 0;
     this.lastStatus = HandshakeStatus.SUCCESS;
+    this.ctx.stats.handshake(HandshakeStatus.SUCCESS);
     socket.data.owner = sessionOwner(session);
     log.info("connected", { server: this.server, role: this.role, slot: this.slot, connectionId: this.connectionId });
     if (rest.byteLength > 0) session.receive(rest);
@@ -221,6 +232,7 @@ export class ConnectionSlot {
 
   /** Handshake failed before a response (closed, timed out, garbage). */
   handshakeFailed(error: TunnelError): void {
+    this.ctx.stats.handshake(null);
     this.retry(`handshake failed: ${error.message}`, false);
   }
 
@@ -242,6 +254,7 @@ export class ConnectionSlot {
     }
     if (performance.now() - this.readyAt >= HEALTHY_RESET_MS) this.backoff.reset();
     this.reconnects++;
+    this.ctx.stats.reconnect(this.server);
     this.retry(`connection lost: ${error?.message ?? "closed"}`, false);
   }
 

@@ -7,6 +7,7 @@ import { WireCode } from "../protocol/constants.ts";
 import type { Stream } from "../mux/stream.ts";
 import { connect } from "../transport/tcp.ts";
 import { isTunnelError } from "../errors.ts";
+import { proxyHeader } from "./proxy-protocol.ts";
 import { logger } from "../log.ts";
 
 const log = logger("service");
@@ -42,6 +43,16 @@ export class Services {
         if (stream.end !== null) {
           socket.terminate();
           return;
+        }
+        if (service.proxyProtocol !== null) {
+          // The header goes first, before any stream data (attach flushes what the server sent meanwhile). A fresh
+          // socket takes these ≤ 107 bytes whole; if it did not, the target would see a torn header: reset instead.
+          const header = proxyHeader(service.proxyProtocol, stream.open);
+          if (socket.write(header) !== header.byteLength) {
+            stream.reset(WireCode.TARGET_ERROR);
+            socket.terminate();
+            return;
+          }
         }
         stream.attach(socket);
         stream.acknowledge();

@@ -73,13 +73,20 @@ export class Admission {
           this.stats.streamEnded(stream, code, host, config.accessLog);
           if (host !== null && session.draining && session.activeStreams === 0) this.finishDrain(host);
         },
+        onAck: (stream) => this.stats.streamAcked(stream),
+        onRtt: (ms) => {
+          if (host !== null) this.stats.rtt(host, ms);
+        },
         onGoAway: () => {
           // The agent asked to drain this connection (or is going away).
           if (host !== null) this.drain(host);
         },
         onControl: (msg) => this.handleControl(cluster, hostName, msg),
         onClose: (error) => {
-          if (host !== null) this.registry.remove(host);
+          if (host !== null) {
+            this.registry.remove(host);
+            this.stats.hostLeft(host);
+          }
           const key = agentKey(cluster, hostName);
           if (aside && this.asides.get(key) === session) this.asides.delete(key);
           log.info("agent connection closed", { connectionId, cluster, hostName, role: a.hello.role, reason: error?.message });
@@ -106,6 +113,7 @@ export class Admission {
         session,
       };
       const replaced = this.registry.add(host);
+      this.stats.hostJoined(host);
       if (replaced !== null) {
         log.info("agent connection replaced", { old: replaced.connectionId, new: connectionId, hostName });
         this.drain(replaced);

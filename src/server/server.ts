@@ -25,12 +25,22 @@ export interface ServerHandle {
   readonly routePorts: readonly number[];
   readonly registry: Registry;
   readonly stats: ServerStats;
+  /** Bound port of the admin endpoint, or null when it is off. */
+  readonly adminPort: number | null;
+  /** True once close() was called (listeners stop taking connections). */
+  readonly closing: boolean;
   /** Stops listeners; with graceful, sends GOAWAY and lets in-flight streams finish first (bounded). */
   close(graceful?: boolean): Promise<void>;
 }
 
+/** Options: the admin endpoint (started by main.ts with src/admin/; tests may pass it too). */
+export interface ServerOptions {
+  /** Starts the admin endpoint once the server runs, if TUNNEL_ADMIN_LISTEN is set; stopped last by close(). */
+  admin?: (handle: ServerHandle) => { readonly port: number; stop(): Promise<void> };
+}
+
 /** Starts the server role. Throws TunnelError (ERR_LISTEN, ERR_TLS_CONFIG) if it cannot start. */
-export async function startServer(config: ServerConfig): Promise<ServerHandle> {
+export async function startServer(config: ServerConfig, opts: ServerOptions = {}): Promise<ServerHandle> {
   const clusters = new Map<string, ClusterConfig>(config.clusters.map((c) => [c.name, c]));
   const registry = new Registry(clusters.keys());
   const stats = new ServerStats();
@@ -101,11 +111,18 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
   });
 
   let closing: Promise<void> | null = null;
-  return {
+  let admin: { readonly port: number; stop(): Promise<void> } | null = null;
+  const handle: ServerHandle = {
     agentPort: agentListener.port,
     routePorts: routes.map((r) => r.port),
     registry,
     stats,
+    get adminPort() {
+      return admin?.port ?? null;
+    },
+    get closing() {
+      return closing !== null;
+    },
     close(graceful = false) {
       closing ??= (async () => {
         for (const r of routes) r.stop(false);
@@ -121,8 +138,18 @@ export async function startServer(config: ServerConfig): Promise<ServerHandle> {
         for (const s of sessions) s.close();
         agentListener.stop(true);
         for (const r of routes) r.stop(true);
+        await admin?.stop();
       })();
       return closing;
     },
   };
+  if (config.adminListen !== null && opts.admin !== undefined) {
+    try {
+      admin = opts.admin(handle);
+    } catch (e) {
+      await handle.close(false);
+      throw e;
+    }
+  }
+  return handle;
 }

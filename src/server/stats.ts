@@ -1,10 +1,12 @@
 /**
- * Server counters (exposed by the admin API later) and the access log: one line per finished stream.
+ * Server counters (read by the admin endpoint at scrape time, src/admin/) and the access log: one line per finished
+ * stream. Everything here is per stream or per connection event, never per frame.
  */
 import { wireCodeName } from "../protocol/constants.ts";
 import type { Stream } from "../mux/stream.ts";
 import { logger } from "../log.ts";
 import type { Host } from "./registry.ts";
+import { addTally, histogramOf, type Histogram, type StreamTally } from "../admin/metrics.ts";
 
 const access = logger("access");
 
@@ -22,6 +24,30 @@ export class ServerStats {
   bytesOut = 0;
   /** Bytes from agents to visitors. */
   bytesIn = 0;
+  /** Live data connections: in the registry, or replaced and still draining. */
+  readonly hosts = new Set<Host>();
+  /** Ended streams by `route\0agent host name` (route: `cluster/service`). */
+  readonly endedByRouteAgent = new Map<string, StreamTally>();
+  /** Ended streams of each live data connection. */
+  readonly endedByHost = new WeakMap<Host, StreamTally>();
+  /** Resets by `route\0wire code`. */
+  readonly resetsByRouteCode = new Map<string, number>();
+  /** OPEN → ACK (target connected), seconds, by route. */
+  readonly openSeconds = new Map<string, Histogram>();
+  /** Heartbeat round trip, seconds, by `cluster\0agent host name`. */
+  readonly rttSeconds = new Map<string, Histogram>();
+
+  hostJoined(host: Host): void {
+    this.hosts.add(host);
+  }
+
+  hostLeft(host: Host): void {
+    this.hosts.delete(host);
+  }
+
+  rtt(host: Host, ms: number): void {
+    histogramOf(this.rttSeconds, `${host.cluster}\u0000${host.hostName}`).observe(ms / 1000);
+  }
 
   handshake(status: number | null): void {
     const k = status ?? "none";
@@ -34,7 +60,9 @@ export class ServerStats {
     this.streamsOpenedByRoute.set(route, (this.streamsOpenedByRoute.get(route) ?? 0) + 1);
   }
 
-  streamAcked(_stream: Stream): void {}
+  streamAcked(stream: Stream): void {
+    histogramOf(this.openSeconds, stream.label).observe((performance.now() - stream.openedAt) / 1000);
+  }
 
   visitorRefused(route: string): void {
     this.refusedByRoute.set(route, (this.refusedByRoute.get(route) ?? 0) + 1);
@@ -48,11 +76,21 @@ export class ServerStats {
     this.streamsActive--;
     this.bytesOut += stream.bytesOut;
     this.bytesIn += stream.bytesIn;
-    if (code !== null) this.resetsByCode.set(code, (this.resetsByCode.get(code) ?? 0) + 1);
+    if (code !== null) {
+      this.resetsByCode.set(code, (this.resetsByCode.get(code) ?? 0) + 1);
+      const key = `${stream.label}\u0000${code}`;
+      this.resetsByRouteCode.set(key, (this.resetsByRouteCode.get(key) ?? 0) + 1);
+    }
+    if (host !== null) {
+      addTally(this.endedByRouteAgent, `${stream.label}\u0000${host.hostName}`, stream.bytesOut, stream.bytesIn);
+      addTally(this.endedByHost, host, stream.bytesOut, stream.bytesIn);
+    }
     if (accessLog) {
       access.info("stream closed", {
         visitor: `${stream.open.visitorAddress}:${stream.open.visitorPort}`,
         route: stream.label,
+        cluster: host?.cluster,
+        service: stream.open.service,
         host: host?.hostName,
         connectionId: host?.connectionId,
         bytesIn: stream.bytesIn,

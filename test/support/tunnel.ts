@@ -6,6 +6,7 @@ import { loadConfig, type AgentConfig, type ServerConfig } from "../../src/confi
 import { startServer, type ServerHandle } from "../../src/server/server.ts";
 import { startAgent, type AgentHandle } from "../../src/agent/agent.ts";
 import { configureLogging } from "../../src/log.ts";
+import { startAgentAdmin, startServerAdmin } from "../../src/admin/admin.ts";
 import type { LogLevel } from "../../src/config.ts";
 
 // In-process roles log through the shared logger: quiet unless TEST_LOG_LEVEL asks for more.
@@ -37,17 +38,19 @@ export function agentConfig(env: Record<string, string>): AgentConfig {
 
 const running: { close(graceful?: boolean): Promise<void> }[] = [];
 
-/** Starts a server and remembers it for stopAll. */
+/** Starts a server (with its admin endpoint if TUNNEL_ADMIN_LISTEN is set) and remembers it for stopAll. */
 export async function server(env: Record<string, string>): Promise<ServerHandle> {
-  const s = await startServer(serverConfig(env));
+  const config = serverConfig(env);
+  const s = await startServer(config, { admin: (h) => startServerAdmin(config, h) });
   running.push(s);
   return s;
 }
 
-/** Starts an agent against `srv`, waits until it is connected, and remembers it for stopAll. */
+/** Starts an agent against `srv` (admin as for servers), waits until it is connected, and remembers it for stopAll. */
 export async function agent(srv: ServerHandle | ServerHandle[], env: Record<string, string>): Promise<AgentHandle> {
   const servers = (Array.isArray(srv) ? srv : [srv]).map((s) => `127.0.0.1:${s.agentPort}`).join(",");
-  const a = await startAgent(agentConfig({ TUNNEL_SERVERS: servers, ...env }));
+  const config = agentConfig({ TUNNEL_SERVERS: servers, ...env });
+  const a = await startAgent(config, { admin: (h) => startAgentAdmin(config, h) });
   running.push(a);
   await a.ready();
   return a;

@@ -1,0 +1,190 @@
+/**
+ * What the admin endpoint shows of a server: Prometheus metrics and the /api/status document, both computed when
+ * asked from the server's stats counters and its live connections (nothing here runs per frame).
+ */
+import pkg from "../../package.json" with { type: "json" };
+import type { ServerConfig } from "../config.ts";
+import { wireCodeName } from "../protocol/constants.ts";
+import type { ServerHandle } from "../server/server.ts";
+import type { Host } from "../server/registry.ts";
+import { MetricsRegistry, addTally, splitKey, type Labels, type Sample, type StreamTally } from "./metrics.ts";
+import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts";
+
+/** Limits the server counts hits of (server.ts); listed so their series exist at 0. */
+const KNOWN_LIMITS = ["auth_penalty", "pending_handshakes"];
+
+/** Splits a route label `cluster/service`. */
+function route(label: string): { cluster: string; service: string } {
+  const slash = label.indexOf("/");
+  return slash < 0 ? { cluster: "", service: label } : { cluster: label.slice(0, slash), service: label.slice(slash + 1) };
+}
+
+/** Open streams by `route\0agent host name`, with their bytes so far. */
+function liveTallies(hosts: Iterable<Host>): Map<string, StreamTally> {
+  const live = new Map<string, StreamTally>();
+  for (const h of hosts) {
+    for (const s of h.session.streams.values()) addTally(live, `${s.label}\u0000${h.hostName}`, s.bytesOut, s.bytesIn);
+  }
+  return live;
+}
+
+function* tallySamples(
+  keys: Iterable<string>,
+  value: (key: string) => number,
+  extra: Labels = {},
+): Generator<Sample> {
+  for (const key of keys) {
+    const [label = "", agent = ""] = splitKey(key);
+    yield [{ ...route(label), agent, ...extra }, value(key)];
+  }
+}
+
+function metrics(config: ServerConfig, handle: ServerHandle): () => string {
+  const { stats } = handle;
+  let live = new Map<string, StreamTally>();
+  const keys = () => new Set([...stats.endedByRouteAgent.keys(), ...live.keys()]);
+  const sum = (key: string, f: (t: StreamTally) => number) => {
+    const a = stats.endedByRouteAgent.get(key);
+    const b = live.get(key);
+    return (a ? f(a) : 0) + (b ? f(b) : 0);
+  };
+  const registry = processMetrics(new MetricsRegistry(), "server")
+    .gauge("backchannel_server_agents", "Agents (host names) with at least one data connection, by cluster.", () => {
+      const agents = new Map<string, Set<string>>(config.clusters.map((c) => [c.name, new Set()]));
+      for (const h of stats.hosts) agents.get(h.cluster)?.add(h.hostName);
+      return [...agents].map(([cluster, names]): Sample => [{ cluster }, names.size]);
+    })
+    .gauge("backchannel_server_connections", "Agent data connections by cluster, agent and state (ready, draining).", () => {
+      const counts = new Map<string, number>();
+      for (const h of stats.hosts) {
+        for (const state of ["ready", "draining"]) {
+          const key = `${h.cluster}\u0000${h.hostName}\u0000${state}`;
+          const isState = (h.session.draining ? "draining" : "ready") === state;
+          counts.set(key, (counts.get(key) ?? 0) + (isState ? 1 : 0));
+        }
+      }
+      return [...counts].map(([key, n]): Sample => {
+        const [cluster = "", agent = "", state = ""] = splitKey(key);
+        return [{ cluster, agent, state }, n];
+      });
+    })
+    .counter("backchannel_server_handshakes_total", "Agent handshakes by response status (no_response: none was sent).", () =>
+      [...stats.handshakes].map(([status, n]): Sample => [{ status: handshakeStatusLabel(status) }, n]))
+    .gauge("backchannel_server_streams_open", "Visitor streams open now, by cluster, service and agent.", () =>
+      tallySamples(live.keys(), (k) => live.get(k)?.streams ?? 0))
+    .counter("backchannel_server_streams_total", "Visitor streams opened, by cluster, service and agent.", () =>
+      tallySamples(keys(), (k) => sum(k, (t) => t.streams)))
+    .counter("backchannel_server_stream_bytes_total",
+      "Stream bytes by cluster, service, agent and direction (upstream: visitor to agent; downstream: agent to visitor).",
+      function* () {
+        const all = keys();
+        yield* tallySamples(all, (k) => sum(k, (t) => t.upBytes), { direction: "upstream" });
+        yield* tallySamples(all, (k) => sum(k, (t) => t.downBytes), { direction: "downstream" });
+      })
+    .histogram("backchannel_server_stream_open_seconds", "Time from OPEN to the agent's ACK (target connected), by route.", () =>
+      [...stats.openSeconds].map(([label, h]) => [route(label), h] as const))
+    .histogram("backchannel_server_heartbeat_rtt_seconds", "Heartbeat round trip to agents, by cluster and agent.", () =>
+      [...stats.rttSeconds].map(([key, h]) => {
+        const [cluster = "", agent = ""] = splitKey(key);
+        return [{ cluster, agent }, h] as const;
+      }))
+    .counter("backchannel_server_stream_resets_total", "Streams that ended with a reset, by cluster, service and code.", () =>
+      [...stats.resetsByRouteCode].map(([key, n]): Sample => {
+        const [label = "", code = ""] = splitKey(key);
+        return [{ ...route(label), code: wireCodeName(Number(code)) }, n];
+      }))
+    .counter("backchannel_server_visitors_refused_total", "Visitors closed at once because no agent connection was available.", () =>
+      config.routes.map((r): Sample => [{ cluster: r.cluster, service: r.service }, stats.refusedByRoute.get(`${r.cluster}/${r.service}`) ?? 0]))
+    .counter("backchannel_server_limit_hits_total", "Connections refused by a limit, by limit.", () => {
+      const names = new Set([...KNOWN_LIMITS, ...stats.limitHits.keys()]);
+      return [...names].map((limit): Sample => [{ limit }, stats.limitHits.get(limit) ?? 0]);
+    });
+  return () => {
+    live = liveTallies(stats.hosts);
+    return registry.render();
+  };
+}
+
+function hostStatus(handle: ServerHandle, h: Host) {
+  let streams = 0;
+  let upBytes = 0;
+  let downBytes = 0;
+  for (const s of h.session.streams.values()) {
+    streams++;
+    upBytes += s.bytesOut;
+    downBytes += s.bytesIn;
+  }
+  const ended = handle.stats.endedByHost.get(h);
+  const rtt = h.session.rttMs;
+  return {
+    hostName: h.hostName,
+    weight: handle.registry.weightOf(h.cluster, h.hostName) ?? h.weight,
+    connectionId: h.connectionId,
+    remoteAddress: h.remoteAddress,
+    slot: h.slot,
+    streams,
+    streamsTotal: streams + (ended?.streams ?? 0),
+    upBytes: upBytes + (ended?.upBytes ?? 0),
+    downBytes: downBytes + (ended?.downBytes ?? 0),
+    rttMs: rtt < 0 ? null : Math.round(rtt * 100) / 100,
+    connectedAt: new Date(h.connectedAt).toISOString(),
+    draining: h.session.draining,
+  };
+}
+
+function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
+  const { stats } = handle;
+  const hosts = [...stats.hosts];
+  const clusters = config.clusters.map((c) => ({
+    name: c.name,
+    policy: c.policy,
+    hosts: hosts.filter((h) => h.cluster === c.name).map((h) => hostStatus(handle, h)),
+  }));
+  // Ended streams' bytes are in stats; open streams' so far are read from them.
+  const openByRoute = new Map<string, number>();
+  let upBytes = stats.bytesOut;
+  let downBytes = stats.bytesIn;
+  for (const h of hosts) {
+    for (const s of h.session.streams.values()) {
+      openByRoute.set(s.label, (openByRoute.get(s.label) ?? 0) + 1);
+      upBytes += s.bytesOut;
+      downBytes += s.bytesIn;
+    }
+  }
+  return {
+    mode: "server" as const,
+    version: pkg.version,
+    ready,
+    now: new Date().toISOString(),
+    uptimeSeconds: Math.round(process.uptime()),
+    totals: {
+      streamsOpen: stats.streamsActive,
+      streamsTotal: stats.streamsTotal,
+      upBytes,
+      downBytes,
+      visitorsRefused: [...stats.refusedByRoute.values()].reduce((a, b) => a + b, 0),
+    },
+    clusters,
+    routes: config.routes.map((r, i) => {
+      const label = `${r.cluster}/${r.service}`;
+      return {
+        listen: `${r.listen.host.includes(":") ? `[${r.listen.host}]` : r.listen.host}:${handle.routePorts[i] ?? r.listen.port}`,
+        cluster: r.cluster,
+        service: r.service,
+        streamsOpen: openByRoute.get(label) ?? 0,
+        streamsTotal: stats.streamsOpenedByRoute.get(label) ?? 0,
+        refused: stats.refusedByRoute.get(label) ?? 0,
+      };
+    }),
+  };
+}
+
+/** The admin view of a running server. */
+export function serverView(config: ServerConfig, handle: ServerHandle): AdminView {
+  const ready = () => (handle.closing ? "shutting down" : null);
+  return {
+    notReady: ready,
+    status: () => status(config, handle, ready() === null),
+    metrics: metrics(config, handle),
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * Agent counters, read by the admin endpoint at scrape time (src/admin/). Plain numbers and maps, touched per
+ * stream or per connection event, never per frame; gauges (open streams, connection states) are computed from the
+ * live objects when scraped.
+ */
+import type { Stream } from "../mux/stream.ts";
+import { addTally, histogramOf, type Histogram, type StreamTally } from "../admin/metrics.ts";
+
+/** Counters of one agent process. */
+export class AgentStats {
+  /** Handshakes by the server's response status ("none": failed before a response). */
+  readonly handshakes = new Map<number | "none", number>();
+  /** Lost connections that were dialled again, by server `host:port`. */
+  readonly reconnects = new Map<string, number>();
+  /** Streams open now (live bytes are read from them when scraped). */
+  readonly openStreams = new Set<Stream>();
+  /** Ended streams by service ("" for a stream refused before a service was found). */
+  readonly ended = new Map<string, StreamTally>();
+  /** Resets by `service\0wire code`. */
+  readonly resets = new Map<string, number>();
+  /** Heartbeat round trip, seconds, by server `host:port`. */
+  readonly rttSeconds = new Map<string, Histogram>();
+
+  handshake(status: number | null): void {
+    const k = status ?? "none";
+    this.handshakes.set(k, (this.handshakes.get(k) ?? 0) + 1);
+  }
+
+  reconnect(server: string): void {
+    this.reconnects.set(server, (this.reconnects.get(server) ?? 0) + 1);
+  }
+
+  streamOpened(stream: Stream): void {
+    this.openStreams.add(stream);
+  }
+
+  /** On the agent, bytes the stream wrote to the target are upstream (`bytesIn`), its reads downstream. */
+  streamEnded(stream: Stream, code: number | null): void {
+    this.openStreams.delete(stream);
+    addTally(this.ended, stream.label, stream.bytesIn, stream.bytesOut);
+    if (code !== null) {
+      const key = `${stream.label}\u0000${code}`;
+      this.resets.set(key, (this.resets.get(key) ?? 0) + 1);
+    }
+  }
+
+  rtt(server: string, ms: number): void {
+    histogramOf(this.rttSeconds, server).observe(ms / 1000);
+  }
+}
