@@ -215,7 +215,7 @@ export class Session implements StreamHost, FrameHandler {
   // --- StreamHost ---
 
   canSend(): boolean {
-    return this.encoder.pendingBytes < this.highWater && !this.closed;
+    return this.writable && this.encoder.pendingBytes < this.highWater && !this.closed;
   }
 
   block(stream: Stream): void {
@@ -325,7 +325,7 @@ export class Session implements StreamHost, FrameHandler {
       this.protocolError(new TunnelError("ERR_FRAME_PAYLOAD", this.opts.acceptControl ? "malformed CONTROL" : "CONTROL on a data connection"));
       return;
     }
-    this.events.onControl?.(msg);
+    if (msg.type !== "unknown") this.events.onControl?.(msg);
   }
 
   /** Sends a CONTROL message (aside connections). */

@@ -20,8 +20,6 @@ describe("CONTROL messages", () => {
   test.each([
     ["not JSON", "{"],
     ["invalid UTF-8", "\xff"],
-    ["unknown type", '{"type":"reboot"}'],
-    ["extra key", '{"type":"weight","weight":5,"x":1}'],
     ["weight 0", '{"type":"weight","weight":0}'],
     ["weight 1.5", '{"type":"weight","weight":1.5}'],
     ["empty connection id", '{"type":"drained","connection_id":""}'],
@@ -29,6 +27,12 @@ describe("CONTROL messages", () => {
   ])("%s → null", (_n, body) => {
     const bytes = body === "\xff" ? Uint8Array.of(0x7b, 0xff, 0x7d) : text(body);
     expect(decodeControl(bytes)).toBeNull();
+  });
+
+  test("forward compatible: unknown keys are dropped, unknown types decode as unknown (ignored)", () => {
+    expect(decodeControl(text('{"type":"weight","weight":5,"x":1}'))).toEqual({ type: "weight", weight: 5 });
+    expect(decodeControl(text('{"type":"reboot","now":true}'))).toEqual({ type: "unknown" });
+    expect(decodeControl(text('{"type":5}'))).toBeNull();
   });
 
   test("size limit: the frame codec's, enforced both ways", () => {
