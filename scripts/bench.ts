@@ -11,7 +11,10 @@
  *
  * Options: --quick (under a minute), --json (JSON document on stdout, the tables on stderr), --rounds=N,
  * --idle-streams=N, --bin=PATH (a compiled binary instead of the sources), --no-extras, --no-tls, --no-memory,
- * --tests=up1,down1,up8,down8,rr-paced,rr-closed,conn (a subset, for iterating).
+ * --tests=up1,down1,up8,down8,rr-paced,rr-closed,conn (a subset, for iterating), --baseline=DIR (one more
+ * plaintext pair run from DIR/src/main.ts, another checkout, interleaved with the rest: A/B of a change),
+ * --src=DIR (run the plaintext and TLS pairs from DIR/src/main.ts instead of this checkout),
+ * --tunnel-env=K=V,K=V (extra variables for the plaintext and TLS pairs, not the baseline: A/B of a setting).
  * Nothing here asserts a figure: the targets section only reports met / not met.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -36,6 +39,11 @@ const EXTRAS = !flag("no-extras");
 const WANT_TLS = !flag("no-tls");
 const MEMORY = !flag("no-memory");
 const ONLY = opt("tests")?.split(",");
+const BASELINE = opt("baseline");
+const SRC = opt("src");
+const TUNNEL_ENV: Record<string, string> = Object.fromEntries(
+  (opt("tunnel-env") ?? "").split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+);
 const THROUGHPUT_MS = QUICK ? 500 : 1500;
 const RR_MS = QUICK ? 600 : 2000;
 const CONN_MS = QUICK ? 500 : 1500;
@@ -214,7 +222,9 @@ interface Pair {
   idleKiB: [number, number];
 }
 
-const cmd = (mode: "server" | "agent") => (BIN ? [BIN, `--mode=${mode}`] : sourceCommand(mode));
+const cmd = (mode: "server" | "agent") =>
+  BIN ? [BIN, `--mode=${mode}`] : SRC ? [process.execPath, join(SRC, "src/main.ts"), `--mode=${mode}`] : sourceCommand(mode);
+const baselineCmd = (mode: "server" | "agent") => [process.execPath, join(BASELINE ?? ".", "src/main.ts"), `--mode=${mode}`];
 
 /** One 1-byte echo through a port; false if the connection closed without it. */
 function probe(port: number): Promise<boolean> {
@@ -243,7 +253,7 @@ function probe(port: number): Promise<boolean> {
   });
 }
 
-async function startPair(name: string, target: Target, tls: TlsFiles | null): Promise<Pair> {
+async function startPair(name: string, target: Target, tls: TlsFiles | null, command = cmd, extraEnv = TUNNEL_ENV): Promise<Pair> {
   const secret = randomBytes(18).toString("base64url");
   const services = Object.keys(target.ports) as Service[];
   const routes = Object.fromEntries(services.map((s) => [s, freePort()])) as unknown as Ports;
@@ -252,8 +262,9 @@ async function startPair(name: string, target: Target, tls: TlsFiles | null): Pr
     TUNNEL_LOG_LEVEL: "warn",
     TUNNEL_MAX_STREAMS_PER_CONNECTION: String(2 * IDLE_STREAMS),
     TUNNEL_TLS: tls ? "on" : "off",
+    ...extraEnv,
   };
-  const server = spawnRole(cmd("server"), {
+  const server = spawnRole(command("server"), {
     ...common,
     ...(tls ? { TUNNEL_TLS_CERT: tls.cert, TUNNEL_TLS_KEY: tls.key } : {}),
     TUNNEL_ACCESS_LOG: "off",
@@ -262,7 +273,7 @@ async function startPair(name: string, target: Target, tls: TlsFiles | null): Pr
     TUNNEL_ROUTES: services.map((s) => `127.0.0.1:${routes[s]}=bench/${s}`).join(","),
   });
   roles.add(server);
-  const agent = spawnRole(cmd("agent"), {
+  const agent = spawnRole(command("agent"), {
     ...common,
     ...(tls ? { TUNNEL_TLS_CA: tls.ca, TUNNEL_TLS_SERVER_NAME: "localhost" } : {}),
     TUNNEL_SERVERS: `127.0.0.1:${agentPort}`,
@@ -495,6 +506,7 @@ async function main(): Promise<Summary> {
   }
 
   const plain = await startPair("tunnel", target, null);
+  const base = BASELINE ? await startPair("baseline", target, null, baselineCmd, {}) : null;
   let tlsPair: Pair | null = null;
   let tlsReason = "";
   if (!WANT_TLS) tlsReason = "--no-tls";
@@ -512,6 +524,7 @@ async function main(): Promise<Summary> {
     { name: "direct", ports: target.ports, pair: null },
     { name: plain.name, ports: plain.routes, pair: plain },
     ...(tlsPair ? [{ name: tlsPair.name, ports: tlsPair.routes, pair: tlsPair }] : []),
+    ...(base ? [{ name: base.name, ports: base.routes, pair: base }] : []),
   ];
   for (let round = 0; round < ROUNDS; round++) {
     const t0 = performance.now();
@@ -574,7 +587,7 @@ async function main(): Promise<Summary> {
   const memory: Record<string, unknown> = {};
   let perStreamKiB = NaN;
   if (MEMORY) {
-    const pair = await startPair("memory", target, null);
+    const pair = await startPair("memory", target, null, cmd, {});
     const [s0, a0] = pair.idleKiB;
     let hold: Awaited<ReturnType<typeof holdIdle>> | null = null;
     try {
