@@ -194,6 +194,7 @@ export class Stream implements SocketOwner {
     }
     if (this.local !== null && this.inQueue.length === 0) {
       const n = this.writeLocal(payload);
+      if (n < 0) return; // reset
       if (n < len) this.inQueue.push(payload.subarray(n));
     } else {
       this.inQueue.push(payload);
@@ -236,10 +237,17 @@ export class Stream implements SocketOwner {
 
   // --- internals ---
 
+  /** Writes to the local socket; returns bytes written, or -1 if the socket was reset (the stream is reset then). */
   private writeLocal(buf: Uint8Array): number {
     const local = this.local as LocalSocket;
     const n = local.write(buf);
-    if (n <= 0) return 0;
+    if (n < 0) {
+      // The local socket is gone. If the peer reset it while we wrote, this write consumed the error and Bun then
+      // reports a clean `end` and `close`: taking that for a FIN would pass a truncated stream on as complete.
+      this.reset(WireCode.CANCEL);
+      return -1;
+    }
+    if (n === 0) return 0;
     this.bytesIn += n;
     this.creditOwed += n;
     if (this.creditOwed >= this.creditThreshold) {
@@ -256,6 +264,7 @@ export class Stream implements SocketOwner {
     while (q.length > 0) {
       const head = q[0] as Uint8Array;
       const n = this.writeLocal(head);
+      if (n < 0) return; // reset
       if (n < head.byteLength) {
         q[0] = head.subarray(n);
         return;
