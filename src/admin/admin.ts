@@ -96,6 +96,8 @@ function serveAdmin(config: ServerConfig | AgentConfig, view: AdminView): AdminE
       hostname: listen.host,
       port: listen.port,
       development: false,
+      // Explicit: with development off, Bun 1.4.5 otherwise lets a second process bind the same port (measured).
+      reusePort: false,
       fetch: (req) => route(req, view, tokenHash),
       error(e) {
         log.error("admin request failed", { error: e });
