@@ -358,6 +358,9 @@ function throughputTest(id: string, label: string, dir: "up" | "down", streams: 
         if (path.pair) {
           const old = peakKiB.get(path.name) ?? [0, 0];
           peakKiB.set(path.name, [Math.max(old[0], peak[0] ?? 0), Math.max(old[1], peak[1] ?? 0)]);
+          const idle = path.pair.idleKiB;
+          record(`RSS peak above idle (MiB), ${label}: server`, path.name, ((peak[0] ?? 0) - idle[0]) / 1024);
+          record(`RSS peak above idle (MiB), ${label}: agent`, path.name, ((peak[1] ?? 0) - idle[1]) / 1024);
         }
       }
       record(`${label} (MB/s)`, path.name, r.bytesPerSec / 1e6);
