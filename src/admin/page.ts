@@ -33,7 +33,7 @@ svg .line.up { stroke: var(--up); } svg .line.down { stroke: var(--down); }
 table { border-collapse: collapse; width: 100%; background: var(--card); border: 1px solid var(--line); }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { font-weight: 600; color: var(--muted); font-size: 12px; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .state-ready { color: var(--ok); } .state-draining, .state-backoff, .state-dialing, .state-handshaking { color: var(--down); }
 .state-stopped { color: var(--bad); }
 #error { color: var(--bad); padding: 0 20px 16px; }
@@ -71,7 +71,7 @@ function ago(iso) {
 function table(headers, numeric, rows) {
   const t = el("table");
   const head = el("tr");
-  headers.forEach((h) => head.append(el("th", "", h)));
+  headers.forEach((h, i) => head.append(el("th", numeric.includes(i) ? "num" : "", h)));
   t.append(el("thead", "", head));
   const body = el("tbody");
   for (const r of rows) {
