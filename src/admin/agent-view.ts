@@ -100,7 +100,6 @@ function status(config: AgentConfig, handle: AgentHandle, ready: boolean) {
     uptimeSeconds: Math.round(process.uptime()),
     cluster: config.cluster,
     hostName: config.hostname,
-    weight: config.weight,
     totals: {
       streamsOpen: stats.openStreams.size,
       streamsTotal: total((t) => t.streams),

@@ -64,8 +64,8 @@ function bytes(n) {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
 }
-function ago(iso) {
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
   return s < 120 ? s + " s" : s < 7200 ? Math.round(s / 60) + " min" : Math.round(s / 3600) + " h";
 }
 function table(headers, numeric, rows) {
@@ -126,7 +126,7 @@ function render(s) {
   ready.textContent = s.ready ? "ready" : "not ready";
   ready.className = "badge " + (s.ready ? "ok" : "bad");
   $("meta").textContent = (s.mode === "agent" ? s.hostName + " in cluster " + s.cluster + " · " : "") +
-    "up " + ago(new Date(Date.now() - s.uptimeSeconds * 1000).toISOString()) + " · updated " + new Date(s.now).toLocaleTimeString();
+    "up " + duration(s.uptimeSeconds) + " · updated " + new Date(s.now).toLocaleTimeString();
   const now = performance.now();
   let up = 0, down = 0;
   if (previous) {
@@ -158,7 +158,7 @@ function render(s) {
       detail.push(table(["Agent", "Connection", "Remote", "Weight", "Streams", "Total", "Upstream", "Downstream", "RTT ms",
         "Connected", "State"], [3, 4, 5, 6, 7, 8],
         c.hosts.map((h) => [h.hostName, h.connectionId, h.remoteAddress, h.weight, h.streams, h.streamsTotal,
-          bytes(h.upBytes), bytes(h.downBytes), h.rttMs, ago(h.connectedAt) + " ago", h.draining ? "draining" : "ready"])));
+          bytes(h.upBytes), bytes(h.downBytes), h.rttMs, duration((Date.parse(s.now) - Date.parse(h.connectedAt)) / 1000) + " ago", h.draining ? "draining" : "ready"])));
     }
     detail.push(el("h2", "", "Routes"));
     detail.push(table(["Listen", "Cluster", "Service", "Open", "Total", "Refused"], [3, 4, 5],

@@ -55,17 +55,17 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
       return [...agents].map(([cluster, names]): Sample => [{ cluster }, names.size]);
     })
     .gauge("backchannel_server_connections", "Agent data connections by cluster, agent and state (ready, draining).", () => {
-      const counts = new Map<string, number>();
+      // Both states for every agent, so a series drops to 0 rather than vanishing while the agent is there.
+      const counts = new Map<string, { ready: number; draining: number }>();
       for (const h of stats.hosts) {
-        for (const state of ["ready", "draining"]) {
-          const key = `${h.cluster}\u0000${h.hostName}\u0000${state}`;
-          const isState = (h.session.draining ? "draining" : "ready") === state;
-          counts.set(key, (counts.get(key) ?? 0) + (isState ? 1 : 0));
-        }
+        const key = `${h.cluster}\u0000${h.hostName}`;
+        const c = counts.get(key) ?? { ready: 0, draining: 0 };
+        c[h.session.draining ? "draining" : "ready"]++;
+        counts.set(key, c);
       }
-      return [...counts].map(([key, n]): Sample => {
-        const [cluster = "", agent = "", state = ""] = splitKey(key);
-        return [{ cluster, agent, state }, n];
+      return [...counts].flatMap(([key, c]): Sample[] => {
+        const [cluster = "", agent = ""] = splitKey(key);
+        return [[{ cluster, agent, state: "ready" }, c.ready], [{ cluster, agent, state: "draining" }, c.draining]];
       });
     })
     .counter("backchannel_server_handshakes_total", "Agent handshakes by response status (no_response: none was sent).", () =>
