@@ -4,7 +4,6 @@
  */
 import pkg from "../../package.json" with { type: "json" };
 import type { AgentConfig } from "../config.ts";
-import { wireCodeName } from "../protocol/constants.ts";
 import type { AgentHandle } from "../agent/agent.ts";
 import type { ConnectionSlot, SlotState } from "../agent/connection.ts";
 import { MetricsRegistry, addTally, splitKey, type Sample, type StreamTally } from "./metrics.ts";
@@ -60,7 +59,7 @@ function metrics(config: AgentConfig, handle: AgentHandle): () => string {
     .counter("backchannel_agent_stream_resets_total", "Streams that ended with a reset, by cluster, service and code.", () =>
       [...stats.resets].map(([key, n]): Sample => {
         const [service = "", code = ""] = splitKey(key);
-        return [{ cluster, service, code: wireCodeName(Number(code)) }, n];
+        return [{ cluster, service, code }, n];
       }))
     .counter("backchannel_agent_streams_refused_total", "Streams refused before reaching a target, by reason.", () => [
       [{ reason: "unknown_service" }, services.unknownServiceCount],

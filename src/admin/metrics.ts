@@ -1,9 +1,10 @@
 /**
  * A tiny Prometheus metrics registry: families whose samples are collected at scrape time from counters the roles
  * already keep (plain numbers and maps), and fixed-bucket histograms. Renders the text exposition format 0.0.4.
- * Dependency-free, so the roles' stats objects import {@link Histogram} and {@link StreamTally} from here (as they
- * import log.ts); nothing here imports a role.
+ * It imports only protocol constants, so the roles' stats objects import {@link Histogram}, {@link StreamTally} and
+ * {@link resetCodeLabel} from here (as they import log.ts); nothing here imports a role.
  */
+import { wireCodeName } from "../protocol/constants.ts";
 
 /** Label name → value of one sample. */
 export type Labels = Readonly<Record<string, string>>;
@@ -161,6 +162,12 @@ function num(v: number): string {
   if (v === Infinity) return "+Inf";
   if (v === -Infinity) return "-Inf";
   return String(v);
+}
+
+/** Wire code name for counters: codes outside SPEC.md §5.2 share "UNKNOWN", so a peer cannot grow the maps. */
+export function resetCodeLabel(code: number): string {
+  const name = wireCodeName(code);
+  return name.startsWith("UNKNOWN(") ? "UNKNOWN" : name;
 }
 
 /** Splits a `a\0b\0c` map key into its parts (the stats objects key maps this way). */

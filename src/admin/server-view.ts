@@ -4,7 +4,6 @@
  */
 import pkg from "../../package.json" with { type: "json" };
 import type { ServerConfig } from "../config.ts";
-import { wireCodeName } from "../protocol/constants.ts";
 import type { ServerHandle } from "../server/server.ts";
 import type { Host } from "../server/registry.ts";
 import { MetricsRegistry, addTally, splitKey, type Labels, type Sample, type StreamTally } from "./metrics.ts";
@@ -91,7 +90,7 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
     .counter("backchannel_server_stream_resets_total", "Streams that ended with a reset, by cluster, service and code.", () =>
       [...stats.resetsByRouteCode].map(([key, n]): Sample => {
         const [label = "", code = ""] = splitKey(key);
-        return [{ ...route(label), code: wireCodeName(Number(code)) }, n];
+        return [{ ...route(label), code }, n];
       }))
     .counter("backchannel_server_visitors_refused_total", "Visitors closed at once because no agent connection was available.", () =>
       config.routes.map((r): Sample => [{ cluster: r.cluster, service: r.service }, stats.refusedByRoute.get(`${r.cluster}/${r.service}`) ?? 0]))

@@ -110,6 +110,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
           if (peer === undefined) continue;
           log.info("server left discovery, draining", { server: key });
           peers.delete(key);
+          stats.forgetServer(key);
           void peer.stop(true, config.gracefulCloseMaxWaitMs);
         }
         discoveredKeys = next;

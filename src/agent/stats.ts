@@ -4,7 +4,7 @@
  * live objects when scraped.
  */
 import type { Stream } from "../mux/stream.ts";
-import { addTally, histogramOf, type Histogram, type StreamTally } from "../admin/metrics.ts";
+import { addTally, histogramOf, resetCodeLabel, type Histogram, type StreamTally } from "../admin/metrics.ts";
 
 /** Counters of one agent process. */
 export class AgentStats {
@@ -16,7 +16,7 @@ export class AgentStats {
   readonly openStreams = new Set<Stream>();
   /** Ended streams by service ("" for a stream refused before a service was found). */
   readonly ended = new Map<string, StreamTally>();
-  /** Resets by `service\0wire code`. */
+  /** Resets by `service\0wire code name` ({@link resetCodeLabel}). */
   readonly resets = new Map<string, number>();
   /** Heartbeat round trip, seconds, by server `host:port`. */
   readonly rttSeconds = new Map<string, Histogram>();
@@ -39,9 +39,15 @@ export class AgentStats {
     this.openStreams.delete(stream);
     addTally(this.ended, stream.label, stream.bytesIn, stream.bytesOut);
     if (code !== null) {
-      const key = `${stream.label}\u0000${code}`;
+      const key = `${stream.label}\u0000${resetCodeLabel(code)}`;
       this.resets.set(key, (this.resets.get(key) ?? 0) + 1);
     }
+  }
+
+  /** A server left discovery: drop its per-server counters. */
+  forgetServer(server: string): void {
+    this.reconnects.delete(server);
+    this.rttSeconds.delete(server);
   }
 
   rtt(server: string, ms: number): void {

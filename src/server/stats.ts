@@ -6,9 +6,13 @@ import { wireCodeName } from "../protocol/constants.ts";
 import type { Stream } from "../mux/stream.ts";
 import { logger } from "../log.ts";
 import type { Host } from "./registry.ts";
-import { addTally, histogramOf, type Histogram, type StreamTally } from "../admin/metrics.ts";
+import { addTally, histogramOf, resetCodeLabel, type Histogram, type StreamTally } from "../admin/metrics.ts";
 
 const access = logger("access");
+
+/** An agent gone this long has its per-agent counters dropped (agent names churn, e.g. pod names). */
+export const FORGET_AGENT_MS = 15 * 60_000;
+
 
 /** Counters of one server process. Plain numbers and maps; no timers. */
 export class ServerStats {
@@ -16,6 +20,7 @@ export class ServerStats {
   readonly handshakes = new Map<number | "none", number>();
   readonly streamsOpenedByRoute = new Map<string, number>();
   readonly refusedByRoute = new Map<string, number>();
+  /** Resets by wire code (-1: a code outside SPEC.md §5.2). */
   readonly resetsByCode = new Map<number, number>();
   readonly limitHits = new Map<string, number>();
   streamsTotal = 0;
@@ -30,19 +35,41 @@ export class ServerStats {
   readonly endedByRouteAgent = new Map<string, StreamTally>();
   /** Ended streams of each live data connection. */
   readonly endedByHost = new WeakMap<Host, StreamTally>();
-  /** Resets by `route\0wire code`. */
+  /** Resets by `route\0wire code name` ({@link resetCodeLabel}). */
   readonly resetsByRouteCode = new Map<string, number>();
   /** OPEN → ACK (target connected), seconds, by route. */
   readonly openSeconds = new Map<string, Histogram>();
   /** Heartbeat round trip, seconds, by `cluster\0agent host name`. */
   readonly rttSeconds = new Map<string, Histogram>();
 
-  hostJoined(host: Host): void {
+  /** When each agent (`cluster\0host name`) lost its last data connection. */
+  private readonly agentGoneAt = new Map<string, number>();
+
+  hostJoined(host: Host, now = Date.now()): void {
     this.hosts.add(host);
+    this.agentGoneAt.delete(`${host.cluster}\u0000${host.hostName}`);
+    this.forgetGoneAgents(now);
   }
 
-  hostLeft(host: Host): void {
+  hostLeft(host: Host, now = Date.now()): void {
     this.hosts.delete(host);
+    let last = true;
+    for (const h of this.hosts) if (h.cluster === host.cluster && h.hostName === host.hostName) last = false;
+    if (last) this.agentGoneAt.set(`${host.cluster}\u0000${host.hostName}`, now);
+    this.forgetGoneAgents(now);
+  }
+
+  /** Drops the per-agent counters of agents gone for FORGET_AGENT_MS (checked on connection events, no timer). */
+  private forgetGoneAgents(now: number): void {
+    for (const [key, at] of this.agentGoneAt) {
+      if (now - at < FORGET_AGENT_MS) continue;
+      this.agentGoneAt.delete(key);
+      this.rttSeconds.delete(key);
+      const [cluster, hostName] = key.split("\u0000");
+      for (const k of this.endedByRouteAgent.keys()) {
+        if (k.startsWith(`${cluster}/`) && k.endsWith(`\u0000${hostName}`)) this.endedByRouteAgent.delete(k);
+      }
+    }
   }
 
   rtt(host: Host, ms: number): void {
@@ -77,8 +104,10 @@ export class ServerStats {
     this.bytesOut += stream.bytesOut;
     this.bytesIn += stream.bytesIn;
     if (code !== null) {
-      this.resetsByCode.set(code, (this.resetsByCode.get(code) ?? 0) + 1);
-      const key = `${stream.label}\u0000${code}`;
+      const label = resetCodeLabel(code);
+      const known = label === "UNKNOWN" ? -1 : code;
+      this.resetsByCode.set(known, (this.resetsByCode.get(known) ?? 0) + 1);
+      const key = `${stream.label}\u0000${label}`;
       this.resetsByRouteCode.set(key, (this.resetsByRouteCode.get(key) ?? 0) + 1);
     }
     if (host !== null) {

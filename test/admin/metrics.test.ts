@@ -6,6 +6,10 @@ import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { Histogram, MetricsRegistry } from "../../src/admin/metrics.ts";
 import { encodeHandshake } from "../../src/protocol/handshake.ts";
+import { FORGET_AGENT_MS, ServerStats } from "../../src/server/stats.ts";
+import { AgentStats } from "../../src/agent/stats.ts";
+import type { Host } from "../../src/server/registry.ts";
+import type { Stream } from "../../src/mux/stream.ts";
 import { runVisitor, startCountingServer, startEchoServer, waitFor } from "../support/net.ts";
 import { agent, server, stopAll } from "../support/tunnel.ts";
 import { parseProm, sampleValue, type PromFamily } from "./prom.ts";
@@ -54,6 +58,41 @@ describe("registry", () => {
     expect(() => parseProm("# TYPE t_h histogram\nt_h_bucket{le=\"1\"} 2\nt_h_bucket{le=\"+Inf\"} 1\nt_h_sum 1\nt_h_count 1\n"))
       .toThrow(/cumulative/);
     expect(() => parseProm("# TYPE t_h histogram\nt_h_bucket{le=\"1\"} 1\nt_h_sum 1\nt_h_count 1\n")).toThrow(/\+Inf/);
+  });
+});
+
+describe("stats bounds", () => {
+  const host = (hostName: string) => ({ cluster: "edge", hostName }) as Host;
+  const stream = (label: string) => ({ label, bytesIn: 1, bytesOut: 2, open: { service: "s" } }) as unknown as Stream;
+
+  test("reset codes outside SPEC.md §5.2 share one UNKNOWN entry on both roles", () => {
+    const server = new ServerStats();
+    const agentStats = new AgentStats();
+    for (const code of [7, 99, 1000, 2 ** 32 - 1]) {
+      server.streamEnded(stream("edge/web"), code, host("a"), false);
+      agentStats.streamEnded(stream("web"), code);
+    }
+    expect([...server.resetsByRouteCode]).toEqual([["edge/web\u0000CANCEL", 1], ["edge/web\u0000UNKNOWN", 3]]);
+    expect([...server.resetsByCode]).toEqual([[7, 1], [-1, 3]]);
+    expect([...agentStats.resets]).toEqual([["web\u0000CANCEL", 1], ["web\u0000UNKNOWN", 3]]);
+  });
+
+  test("an agent gone for FORGET_AGENT_MS loses its per-agent counters; one still connected keeps them", () => {
+    const s = new ServerStats();
+    const [a1, a2, b] = [host("a"), host("a"), host("b")];
+    for (const h of [a1, a2, b]) {
+      s.hostJoined(h, 0);
+      s.rtt(h, 1);
+    }
+    s.streamEnded(stream("edge/web"), null, a1, false);
+    s.streamEnded(stream("edge/web"), null, b, false);
+    s.hostLeft(a1, 1_000); // a still has a2
+    s.hostLeft(b, 1_000);
+    s.hostJoined(host("c"), 1_000 + FORGET_AGENT_MS - 1);
+    expect([...s.endedByRouteAgent.keys()].sort()).toEqual(["edge/web\u0000a", "edge/web\u0000b"]);
+    s.hostJoined(host("c"), 1_000 + FORGET_AGENT_MS);
+    expect([...s.endedByRouteAgent.keys()]).toEqual(["edge/web\u0000a"]);
+    expect([...s.rttSeconds.keys()]).toEqual(["edge\u0000a"]);
   });
 });
 
