@@ -13,7 +13,9 @@
  * --idle-streams=N, --bin=PATH (a compiled binary instead of the sources), --no-extras, --no-tls, --no-memory,
  * --tests=up1,down1,up8,down8,rr-paced,rr-closed,conn (a subset, for iterating), --baseline=DIR (one more
  * plaintext pair run from DIR/src/main.ts, another checkout, interleaved with the rest: A/B of a change),
- * --src=DIR (run the plaintext and TLS pairs from DIR/src/main.ts instead of this checkout),
+ * --src=DIR (run the plaintext and TLS pairs from DIR/src/main.ts instead of this checkout), --ceiling (adds a
+ * reference path through two minimal relays, scripts/lib/bench-relay.ts: what two Bun processes in the path
+ * can reach here without any tunnel logic),
  * --tunnel-env=K=V,K=V (extra variables for the plaintext and TLS pairs, not the baseline: A/B of a setting).
  * Nothing here asserts a figure: the targets section only reports met / not met.
  */
@@ -41,6 +43,7 @@ const MEMORY = !flag("no-memory");
 const ONLY = opt("tests")?.split(",");
 const BASELINE = opt("baseline");
 const SRC = opt("src");
+const CEILING = flag("ceiling");
 const TUNNEL_ENV: Record<string, string> = Object.fromEntries(
   (opt("tunnel-env") ?? "").split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
 );
@@ -214,12 +217,19 @@ function makeCerts(): TlsFiles {
   return { cert: join(dir, "server.pem"), key: join(dir, "server-key.pem"), ca: join(dir, "ca.pem") };
 }
 
-interface Pair {
+/** The two processes between visitor and target (server and agent, or the two reference relays). */
+interface Procs {
+  /** [server, agent] (or [first relay, second relay]). */
+  pids: [number, number];
+  /** VmRSS when idle, KiB. */
+  idleKiB: [number, number];
+}
+
+interface Pair extends Procs {
   name: string;
   server: RoleProcess;
   agent: RoleProcess;
   routes: Ports;
-  idleKiB: [number, number];
 }
 
 const cmd = (mode: "server" | "agent") =>
@@ -296,7 +306,36 @@ async function startPair(name: string, target: Target, tls: TlsFiles | null, com
   }
   await quiesce(target);
   await sleep(300);
-  return { name, server, agent, routes, idleKiB: [rssKiB(server.proc.pid), rssKiB(agent.proc.pid)] };
+  return { name, server, agent, routes, pids: [server.proc.pid, agent.proc.pid], idleKiB: [rssKiB(server.proc.pid), rssKiB(agent.proc.pid)] };
+}
+
+/**
+ * The reference path (--ceiling): two minimal relays (scripts/lib/bench-relay.ts) chained in front of the target,
+ * one process each, like server and agent but without framing, multiplexing or flow control.
+ */
+async function startRelays(target: Target): Promise<{ ports: Ports; procs: Procs }> {
+  const services = Object.keys(target.ports) as Service[];
+  const first = Object.fromEntries(services.map((s) => [s, freePort()])) as unknown as Ports;
+  const second = Object.fromEntries(services.map((s) => [s, freePort()])) as unknown as Ports;
+  const relay = async (from: Ports, to: Ports) => {
+    const args = services.map((s) => `${from[s]}:${to[s]}`);
+    const p = Bun.spawn([process.execPath, new URL("./lib/bench-relay.ts", import.meta.url).pathname, ...args], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    children.add(p);
+    const reader = p.stdout.getReader();
+    const { value } = await reader.read();
+    if (!new TextDecoder().decode(value).includes("ready")) throw new Error("relay did not start");
+    reader.releaseLock();
+    return p.pid;
+  };
+  // The visitor connects to the first relay, which forwards to the second, which forwards to the target.
+  const b = await relay(second, target.ports);
+  const a = await relay(first, second);
+  await sleep(300);
+  return { ports: first, procs: { pids: [a, b], idleKiB: [rssKiB(a), rssKiB(b)] } };
 }
 
 async function stopPair(p: Pair): Promise<void> {
@@ -333,7 +372,7 @@ function med(figure: string, path: string): number {
 interface PathDef {
   name: string;
   ports: Ports;
-  pair: Pair | null;
+  pair: Procs | null;
 }
 
 interface TestDef {
@@ -345,7 +384,7 @@ function throughputTest(id: string, label: string, dir: "up" | "down", streams: 
   return {
     id,
     async run(path) {
-      const pids = path.pair ? [path.pair.server.proc.pid, path.pair.agent.proc.pid] : [];
+      const pids = path.pair ? path.pair.pids : [];
       const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
       const stop = sampleRss(pids);
       let r: Throughput;
@@ -529,6 +568,10 @@ async function main(): Promise<Summary> {
     ...(tlsPair ? [{ name: tlsPair.name, ports: tlsPair.routes, pair: tlsPair }] : []),
     ...(base ? [{ name: base.name, ports: base.routes, pair: base }] : []),
   ];
+  if (CEILING) {
+    const relays = await startRelays(target);
+    paths.push({ name: "2 plain relays", ports: relays.ports, pair: relays.procs });
+  }
   for (let round = 0; round < ROUNDS; round++) {
     const t0 = performance.now();
     for (const test of TESTS.filter((t) => !ONLY || ONLY.includes(t.id))) {
