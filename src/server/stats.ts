@@ -13,7 +13,6 @@ const access = logger("access");
 /** An agent gone this long has its per-agent counters dropped (agent names churn, e.g. pod names). */
 export const FORGET_AGENT_MS = 15 * 60_000;
 
-
 /** Counters of one server process. Plain numbers and maps; no timers. */
 export class ServerStats {
   /** Handshakes by response status (null = closed or timed out before a response). */
