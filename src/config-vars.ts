@@ -100,9 +100,9 @@ export const SPECS = {
     meaning: "Concurrent streams allowed on one connection.", schema: intSchema(1, 1_048_576) }),
   TUNNEL_HANDSHAKE_MAX_BYTES: spec({ modes: BOTH, syntax: "256..65535", default: "16384", fallback: "16384",
     meaning: "Largest handshake JSON body accepted.", schema: intSchema(256, 65_535) }),
-  TUNNEL_CONTROL_QUEUE_MAX_BYTES: spec({ modes: BOTH, syntax: "1179648..1073741824", default: "1310720",
-    fallback: "1310720", meaning: "Unsent output on a connection past which a peer that keeps asking for control " +
-      "replies (PING etc.) without reading is disconnected.", schema: intSchema(1_179_648, 1_073_741_824) }),
+  TUNNEL_CONTROL_QUEUE_MAX_BYTES: spec({ modes: BOTH, syntax: "1024..1073741824", default: "262144",
+    fallback: "262144", meaning: "Replies (PONGs, refusals) a peer may make a connection queue while it does not " +
+      "read; past this it is disconnected (ENHANCE_YOUR_CALM).", schema: intSchema(1024, 1_073_741_824) }),
 
   TUNNEL_LISTEN: spec({ modes: SERVER, syntax: "host:port", default: "0.0.0.0:7000", fallback: "0.0.0.0:7000",
     meaning: "Address agents connect to (port 0: any free port).", schema: hostPortSchema({ allowPortZero: true }) }),

@@ -8,7 +8,8 @@
  */
 import { FrameDecoder, type FrameHandler, type OpenPayload } from "../protocol/frame-decoder.ts";
 import { FrameEncoder } from "../protocol/frame-encoder.ts";
-import { MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
+import { FRAME_HEADER_BYTES, MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
+import { isValidOpenPayload } from "../protocol/open-payload.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
 import { decodeControl, encodeControl, type ControlMessage } from "../protocol/control.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
@@ -17,7 +18,7 @@ import { Stream, type LocalSocket, type StreamHost } from "./stream.ts";
 /** The part of a Bun socket a session writes to. */
 export interface FrameSocket {
   write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
-  end(): void;
+  shutdown(halfClose?: boolean): void;
   terminate(): void;
 }
 
@@ -39,8 +40,8 @@ export interface SessionOptions {
   /** Staging bytes above which streams stop sending (default 1 MiB). */
   highWaterBytes?: number;
   /**
-   * Queued output (bytes) past which a peer that makes us queue another control reply (PONG, RST, WINDOW, ACK) is
-   * disconnected with ENHANCE_YOUR_CALM: it sends but does not read. Default high water + 256 KiB.
+   * Bytes of replies (PONG, REFUSED_STREAM) a peer may make us stage while our socket accepts nothing; past this it
+   * is disconnected with ENHANCE_YOUR_CALM: it asks but does not read. Default 256 KiB.
    */
   controlQueueMaxBytes?: number;
   /** Aside connections only: CONTROL frames are allowed (elsewhere they are a protocol error). */
@@ -65,7 +66,8 @@ export interface SessionEvents {
   onClose(error?: TunnelError): void;
 }
 
-const CONTROL_SLACK_BYTES = 256 * 1024;
+/** Default bound on replies staged while the peer does not read (TUNNEL_CONTROL_QUEUE_MAX_BYTES). */
+const CONTROL_REPLY_LIMIT_BYTES = 262_144;
 /** How long a closed session may take to write its last staged frames before the connection is reset. */
 const LINGER_MS = 5_000;
 
@@ -95,8 +97,14 @@ export class Session implements StreamHost, FrameHandler {
   /** Resolves when the connection itself is closed (after close(), once the last staged bytes went out). */
   readonly gone: Promise<void>;
   private markGone!: () => void;
-  /** After close(): the timer that resets the connection if staged frames cannot be written. */
+  /** After close(): the timer that resets the connection if the peer does not close its side in time. */
   private lingering: ReturnType<typeof setTimeout> | null = null;
+  /** Our FIN went out (after close(), once the last staged bytes were written). */
+  private finSent = false;
+  /** The peer sent GOAWAY (acted on once). */
+  private peerWentAway = false;
+  /** Bytes of replies to the peer (PONG, refusals) staged since the socket last accepted a write. */
+  private replyBacklog = 0;
 
   constructor(
     private readonly socket: FrameSocket,
@@ -132,6 +140,9 @@ export class Session implements StreamHost, FrameHandler {
       this.goAway(WireCode.STREAM_IDS_EXHAUSTED);
       return null;
     }
+    // Validate before any state changes: an address the OPEN cannot carry is sent as unknown.
+    if (!isValidOpenPayload(open)) open = { ...open, visitorAddress: "", visitorPort: 0, routeAddress: "", routePort: 0 };
+    if (!isValidOpenPayload(open)) return null;
     this.nextStreamId = id + 1;
     this.highestStreamId = id;
     const stream = new Stream(id, this, this.opts.peerWindow, this.opts.localWindow, open);
@@ -162,13 +173,18 @@ export class Session implements StreamHost, FrameHandler {
     if (error) this.encoder.goAway(this.highestStreamId, wireCode);
     this.flush();
     this.shutdown(error);
-    if (this.encoder.pendingBytes === 0) {
-      this.socket.end();
-      return;
-    }
-    // Frames already staged (a stream's last DATA and FIN) must still reach the peer: finish writing them on
-    // drain, then FIN. A peer that never reads gets reset after a bound.
+    // Frames already staged (a stream's last DATA and FIN) must still reach the peer: finish writing them (on
+    // drain), then half-close and keep reading until the peer closes too. Not end(): Bun's end() closes the
+    // descriptor, and a frame the peer sends meanwhile (a WINDOW, a PING) would then be answered with RST, which
+    // discards whatever the kernel had not sent yet. A peer that does not close in time is reset.
     this.lingering = setTimeout(() => this.socket.terminate(), LINGER_MS);
+    if (this.encoder.pendingBytes === 0) this.halfCloseSocket();
+  }
+
+  private halfCloseSocket(): void {
+    if (this.finSent) return;
+    this.finSent = true;
+    this.socket.shutdown();
   }
 
   // --- socket events (forwarded by the connection's SocketOwner, see sessionOwner) ---
@@ -184,18 +200,21 @@ export class Session implements StreamHost, FrameHandler {
   /** The connection can take more bytes. */
   drained(): void {
     this.writable = true;
-    if (this.lingering === null) {
+    if (!this.closed) {
       this.flush();
       return;
     }
     const enc = this.encoder;
-    const n = this.socket.write(enc.pending());
-    if (n > 0) enc.consume(n);
-    if (enc.pendingBytes === 0) {
-      clearTimeout(this.lingering);
-      this.lingering = null;
-      this.socket.end();
+    if (enc.pendingBytes > 0) {
+      const n = this.socket.write(enc.pending());
+      if (n > 0) enc.consume(n);
     }
+    if (enc.pendingBytes === 0) this.halfCloseSocket();
+  }
+
+  /** How long since the peer last sent anything (ms). */
+  get silentForMs(): number {
+    return performance.now() - this.lastReceivedAt;
   }
 
   /** The peer sent FIN: no more frames can arrive, so the session ends. */
@@ -258,6 +277,7 @@ export class Session implements StreamHost, FrameHandler {
   // --- FrameHandler (frames from the peer) ---
 
   onOpen(streamId: number, open: OpenPayload): void {
+    if (this.closed) return;
     if (this.opts.role !== "agent" || streamId <= this.highestStreamId) {
       this.protocolError(new TunnelError("ERR_PROTOCOL", `unexpected OPEN for stream ${streamId}`));
       return;
@@ -265,7 +285,7 @@ export class Session implements StreamHost, FrameHandler {
     this.highestStreamId = streamId;
     const stream = new Stream(streamId, this, this.opts.peerWindow, this.opts.localWindow, open);
     if (this.draining || this.streams.size >= this.opts.maxStreams) {
-      this.control();
+      this.reply(FRAME_HEADER_BYTES + 4);
       this.encoder.rst(streamId, WireCode.REFUSED_STREAM);
       return;
     }
@@ -274,13 +294,17 @@ export class Session implements StreamHost, FrameHandler {
     this.events.onOpen?.(stream);
   }
 
+  // Every handler returns at once after close(): the decoder may still be delivering the rest of a chunk.
+
   onData(streamId: number, payload: Uint8Array): void {
+    if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "DATA");
     stream.handleData(payload);
   }
 
   onAck(streamId: number): void {
+    if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "ACK");
     if (this.opts.role !== "server") return this.protocolError(new TunnelError("ERR_PROTOCOL", "ACK sent to an agent"));
@@ -288,29 +312,34 @@ export class Session implements StreamHost, FrameHandler {
   }
 
   onFin(streamId: number): void {
+    if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "FIN");
     stream.handleFin();
   }
 
   onRst(streamId: number, code: number): void {
+    if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "RST");
     stream.handleRst(code);
   }
 
   onWindow(streamId: number, increment: number): void {
+    if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "WINDOW");
     stream.handleWindow(increment);
   }
 
   onPing(opaque: Uint8Array): void {
-    this.control();
+    if (this.closed) return;
+    this.reply(FRAME_HEADER_BYTES + 8);
     this.encoder.pong(opaque);
   }
 
   onPong(opaque: Uint8Array): void {
+    if (this.closed) return;
     const sentAt = new DataView(opaque.buffer, opaque.byteOffset, 8).getFloat64(0);
     const rtt = performance.now() - sentAt;
     if (rtt >= 0 && rtt < 3_600_000) {
@@ -320,6 +349,7 @@ export class Session implements StreamHost, FrameHandler {
   }
 
   onControl(payload: Uint8Array): void {
+    if (this.closed) return;
     const msg = this.opts.acceptControl ? decodeControl(payload) : null;
     if (msg === null) {
       this.protocolError(new TunnelError("ERR_FRAME_PAYLOAD", this.opts.acceptControl ? "malformed CONTROL" : "CONTROL on a data connection"));
@@ -336,6 +366,8 @@ export class Session implements StreamHost, FrameHandler {
   }
 
   onGoAway(_lastStreamId: number, code: number): void {
+    if (this.closed || this.peerWentAway) return;
+    this.peerWentAway = true;
     this.draining = true;
     this.events.onGoAway?.(code);
   }
@@ -361,10 +393,21 @@ export class Session implements StreamHost, FrameHandler {
     this.close(err, code);
   }
 
-  /** Before queuing a control frame: a peer that makes control replies pile up without reading is cut off. */
+  /** Before staging a control frame of our own (WINDOW, ACK, RST, PING, CONTROL). */
   private control(): void {
-    if (this.encoder.pendingBytes > (this.opts.controlQueueMaxBytes ?? this.highWater + CONTROL_SLACK_BYTES)) {
-      queueMicrotask(() => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")));
+    this.scheduleFlush();
+  }
+
+  /**
+   * Before staging a reply the peer asked for (PONG, a refusal): a peer that keeps asking while it does not read
+   * (its replies pile up while our socket accepts nothing) is cut off. DATA and our own frames do not count.
+   */
+  private reply(bytes: number): void {
+    if (!this.writable) {
+      this.replyBacklog += bytes;
+      if (this.replyBacklog > (this.opts.controlQueueMaxBytes ?? CONTROL_REPLY_LIMIT_BYTES)) {
+        queueMicrotask(() => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")));
+      }
     }
     this.scheduleFlush();
   }
@@ -381,7 +424,10 @@ export class Session implements StreamHost, FrameHandler {
     const enc = this.encoder;
     if (enc.pendingBytes > 0) {
       const n = this.socket.write(enc.pending());
-      if (n > 0) enc.consume(n);
+      if (n > 0) {
+        enc.consume(n);
+        this.replyBacklog = 0;
+      }
       if (enc.pendingBytes > 0) {
         this.writable = n >= 0 ? false : this.writable;
         return;

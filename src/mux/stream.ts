@@ -11,6 +11,11 @@ import { WireCode } from "../protocol/constants.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 
 /** The part of a Bun socket a stream uses (structurally satisfied by `Socket`). */
+/** Queued views at least this long (and at least a quarter of their chunk) are kept; smaller ones are copied. */
+const KEEP_VIEW_MIN_BYTES = 16 * 1024;
+/** Size of the buffer small queued payloads are copied into. */
+const TAIL_BYTES = 64 * 1024;
+
 export interface LocalSocket {
   write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
   pause(): void;
@@ -54,6 +59,9 @@ export class Stream implements SocketOwner {
   private outPending: Uint8Array | null = null;
   /** Peer bytes waiting for the local socket (views of received chunks). */
   private inQueue: Uint8Array[] = [];
+  /** Buffer that small queued payloads are copied into (see enqueue), and how much of it is used. */
+  private tail: Uint8Array | null = null;
+  private tailUsed = 0;
   private paused = false;
   private localEof = false;
   private finSent = false;
@@ -195,10 +203,39 @@ export class Stream implements SocketOwner {
     if (this.local !== null && this.inQueue.length === 0) {
       const n = this.writeLocal(payload);
       if (n < 0) return; // reset
-      if (n < len) this.inQueue.push(payload.subarray(n));
+      if (n < len) this.enqueue(payload.subarray(n));
     } else {
-      this.inQueue.push(payload);
+      this.enqueue(payload);
     }
+  }
+
+  /**
+   * Queues peer bytes for the local socket. A view pins its whole received chunk (up to 512 KiB), so only views
+   * that are a large part of their chunk are kept; smaller ones are copied into a shared tail buffer. Memory held
+   * is then at most about 4× the window plus one tail buffer, whatever frame sizes the peer picks.
+   */
+  private enqueue(payload: Uint8Array): void {
+    const len = payload.byteLength;
+    const q = this.inQueue;
+    if (len >= KEEP_VIEW_MIN_BYTES && len * 4 >= payload.buffer.byteLength) {
+      q.push(payload);
+      this.tail = null;
+      return;
+    }
+    let tail = this.tail;
+    if (tail === null || this.tailUsed + len > tail.byteLength) {
+      tail = new Uint8Array(Math.max(TAIL_BYTES, len));
+      this.tail = tail;
+      this.tailUsed = 0;
+    }
+    tail.set(payload, this.tailUsed);
+    const last = q[q.length - 1];
+    if (last !== undefined && last.buffer === tail.buffer && last.byteOffset + last.byteLength === this.tailUsed) {
+      q[q.length - 1] = tail.subarray(last.byteOffset, this.tailUsed + len); // grow the last entry in place
+    } else {
+      q.push(tail.subarray(this.tailUsed, this.tailUsed + len));
+    }
+    this.tailUsed += len;
   }
 
   handleWindow(increment: number): void {
@@ -271,6 +308,7 @@ export class Stream implements SocketOwner {
       }
       q.shift();
     }
+    this.tailUsed = 0; // nothing queued refers to the tail buffer any more: reuse it from the start
     if (this.remoteFin && !this.shutdownSent) {
       this.shutdownSent = true;
       if (!this.localClosed) this.local.shutdown();
@@ -292,6 +330,7 @@ export class Stream implements SocketOwner {
     this.end = code;
     this.outPending = null;
     this.inQueue = [];
+    this.tail = null;
     if (sendRst) this.host.sendRst(this.id, code);
     if (this.local !== null && !this.localClosed) this.local.terminate();
     this.host.streamDone(this, code);

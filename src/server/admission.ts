@@ -66,6 +66,7 @@ export class Admission {
         maxStreams: config.maxStreamsPerConnection,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+        controlQueueMaxBytes: config.controlQueueMaxBytes,
         acceptControl: aside,
       },
       {
