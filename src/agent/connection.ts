@@ -43,11 +43,15 @@ export class ConnectionSlot {
   /** Status of the last refused handshake, for logs and status. */
   lastStatus: number | null = null;
   reconnects = 0;
+  /** Called each time this slot's connection becomes ready. */
+  onReady: (() => void) | null = null;
   /** Aside slot: the server acknowledged that a data connection drained. */
   onDrained: ((connectionId: string) => void) | null = null;
   /** Resolves once the slot is stopped and its connection is closed. */
   readonly closed: Promise<void>;
   private markClosed!: () => void;
+  /** Sessions this slot replaced after a GOAWAY, still finishing their streams. */
+  private readonly oldSessions = new Set<Session>();
   private readonly backoff: Backoff;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
@@ -95,6 +99,7 @@ export class ConnectionSlot {
     } else {
       s.close();
     }
+    if (!graceful) for (const old of this.oldSessions) old.close();
   }
 
   /** Sends a CONTROL message on this (aside) connection; false if it is not connected. */
@@ -106,6 +111,7 @@ export class ConnectionSlot {
   }
 
   private setStopped(): void {
+    if (this.oldSessions.size > 0) return; // closed once the replaced sessions are gone too (see replaceDraining)
     this.state = "stopped";
     this.markClosed();
   }
@@ -150,8 +156,7 @@ export class ConnectionSlot {
       window: config.streamWindowBytes,
       max_frame: config.maxFrameBytes,
     };
-    socket.write(
-      encodeHandshake({
+    const initInfo = encodeHandshake({
         flag: 1,
         body: {
           cluster_name: config.cluster,
@@ -161,8 +166,9 @@ export class ConnectionSlot {
           credential: makeCredential(config.credentialPolicy, config.credential, config.cluster, config.hostname),
           extra: { backchannel: hello },
         },
-      }),
-    );
+      });
+    // A fresh connection takes the small InitInfo whole; anything less is a broken connection.
+    if (socket.write(initInfo) !== initInfo.byteLength) hs.abort(new TunnelError("ERR_HANDSHAKE_CLOSED", "could not send the handshake"));
   }
 
   /** Called by the handshake owner with the server's answer. */
@@ -227,6 +233,7 @@ export class ConnectionSlot {
     this.ctx.stats.handshake(HandshakeStatus.SUCCESS);
     socket.data.owner = sessionOwner(session);
     log.info("connected", { server: this.server, role: this.role, slot: this.slot, connectionId: this.connectionId });
+    this.onReady?.();
     if (rest.byteLength > 0) session.receive(rest);
   }
 
@@ -238,7 +245,13 @@ export class ConnectionSlot {
 
   private replaceDraining(old: Session): void {
     // The old session keeps its streams; this slot dials a fresh connection at once.
-    if (this.session === old) this.session = null;
+    if (this.session !== old) return;
+    this.session = null;
+    this.oldSessions.add(old);
+    void old.gone.then(() => {
+      this.oldSessions.delete(old);
+      if (this.stopped && this.session === null && this.state !== "dialing" && this.state !== "handshaking") this.setStopped();
+    });
     this.state = "dialing";
     void this.dial();
   }
@@ -330,6 +343,11 @@ class AgentHandshake implements SocketOwner {
   private finish(): void {
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
+  }
+
+  /** Gives up on this handshake (closes the socket; the slot retries). */
+  abort(error: TunnelError): void {
+    this.fail(error);
   }
 
   private fail(error: TunnelError): void {

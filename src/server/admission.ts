@@ -17,9 +17,9 @@ import type { ServerStats } from "./stats.ts";
 
 const log = logger("server");
 
-/** Identity of an agent within the server: cluster and host name. */
-function agentKey(cluster: string, hostName: string): string {
-  return `${cluster}\u0000${hostName}`;
+/** Identity of an agent process within the server: cluster, host name and instance. */
+function agentKey(cluster: string, hostName: string, instance: string): string {
+  return `${cluster}\u0000${hostName}\u0000${instance}`;
 }
 
 /** Admits handshaken connections and runs drains. One per server. */
@@ -88,7 +88,7 @@ export class Admission {
             this.registry.remove(host);
             this.stats.hostLeft(host);
           }
-          const key = agentKey(cluster, hostName);
+          const key = agentKey(cluster, hostName, a.hello.instance);
           if (aside && this.asides.get(key) === session) this.asides.delete(key);
           log.info("agent connection closed", { connectionId, cluster, hostName, role: a.hello.role, reason: error?.message });
         },
@@ -96,7 +96,7 @@ export class Admission {
     );
     socket.data.owner = sessionOwner(session);
     if (aside) {
-      const key = agentKey(cluster, hostName);
+      const key = agentKey(cluster, hostName, a.hello.instance);
       const old = this.asides.get(key);
       this.asides.set(key, session);
       old?.close();
@@ -113,11 +113,15 @@ export class Admission {
         connectedAt: Date.now(),
         session,
       };
-      const replaced = this.registry.add(host);
+      // A live peer stays silent at most one heartbeat interval; twice that means it is gone.
+      const { replaced, shared } = this.registry.add(host, 2 * config.heartbeatIntervalMs);
       this.stats.hostJoined(host);
-      if (replaced !== null) {
-        log.info("agent connection replaced", { old: replaced.connectionId, new: connectionId, hostName });
-        this.drain(replaced);
+      for (const old of replaced) {
+        log.info("agent connection replaced", { old: old.connectionId, new: connectionId, hostName });
+        this.drain(old);
+      }
+      if (shared.length > 0) {
+        log.warn("two live agents share a host name; give each its own TUNNEL_HOSTNAME", { cluster, hostName, slot: host.slot });
       }
       log.info("agent connection joined", { connectionId, cluster, hostName, weight: host.weight, slot: host.slot });
     }
@@ -132,7 +136,7 @@ export class Admission {
 
   private finishDrain(host: Host): void {
     if (host.session.closed) return;
-    this.asides.get(agentKey(host.cluster, host.hostName))?.sendControl({ type: "drained", connection_id: host.connectionId });
+    this.asides.get(agentKey(host.cluster, host.hostName, host.instance))?.sendControl({ type: "drained", connection_id: host.connectionId });
     host.session.close();
   }
 

@@ -61,7 +61,11 @@ class ClusterHosts {
     const agent = this.agents.get(host.hostName);
     if (agent === undefined) return;
     agent.hosts.delete(host);
-    if (agent.hosts.size === 0) this.agents.delete(host.hostName);
+    if (agent.hosts.size === 0) {
+      // Forget the agent, run-time weight included (its aside sends it again when it comes back).
+      this.agents.delete(host.hostName);
+      this.weightOverrides.delete(host.hostName);
+    }
   }
 
   pick(): Host | null {
@@ -88,10 +92,14 @@ class ClusterHosts {
   }
 }
 
+function slotKey(h: Host): string {
+  return `${h.cluster}\u0000${h.hostName}\u0000${h.slot}\u0000${h.instance}`;
+}
+
 /** All clusters' hosts on this server. */
 export class Registry {
   private readonly clusters = new Map<string, ClusterHosts>();
-  /** Hosts by (cluster, host name, slot): a reconnecting agent replaces its stale connection at once. */
+  /** Hosts by (cluster, host name, slot, instance): a reconnecting agent replaces its stale connection at once. */
   private readonly bySlot = new Map<string, Host>();
   readonly byId = new Map<string, Host>();
 
@@ -105,24 +113,34 @@ export class Registry {
   }
 
   /**
-   * Adds a host. Returns the host it replaces (same cluster, host name and slot), which the caller drains.
+   * Adds a host. It replaces the connection of the same agent slot: always one of the same agent process
+   * (instance), and one of another instance (a restarted agent) only if that one is draining or has been silent
+   * for `staleAfterMs` — so two live agents that share a host name do not keep evicting each other. Returns the
+   * replaced hosts (the caller drains them) and live ones of another instance in the same slot (`shared`, for a
+   * warning).
    */
-  add(host: Host): Host | null {
-    const key = `${host.cluster}\u0000${host.hostName}\u0000${host.slot}`;
-    const old = this.bySlot.get(key) ?? null;
-    if (old !== null) this.remove(old);
-    this.bySlot.set(key, host);
+  add(host: Host, staleAfterMs: number): { replaced: Host[]; shared: Host[] } {
+    const replaced: Host[] = [];
+    const shared: Host[] = [];
+    const same = this.bySlot.get(slotKey(host));
+    if (same !== undefined) replaced.push(same);
+    for (const h of this.clusters.get(host.cluster)?.agents.get(host.hostName)?.hosts ?? []) {
+      if (h.slot !== host.slot || h.instance === host.instance) continue;
+      if (h.session.draining || h.session.closed || h.session.silentForMs > staleAfterMs) replaced.push(h);
+      else shared.push(h);
+    }
+    for (const old of replaced) this.remove(old);
+    this.bySlot.set(slotKey(host), host);
     this.byId.set(host.connectionId, host);
     this.clusters.get(host.cluster)?.add(host);
-    return old;
+    return { replaced, shared };
   }
 
   /** Removes a host (idempotent). */
   remove(host: Host): void {
     if (this.byId.get(host.connectionId) !== host) return;
     this.byId.delete(host.connectionId);
-    const key = `${host.cluster}\u0000${host.hostName}\u0000${host.slot}`;
-    if (this.bySlot.get(key) === host) this.bySlot.delete(key);
+    if (this.bySlot.get(slotKey(host)) === host) this.bySlot.delete(slotKey(host));
     this.clusters.get(host.cluster)?.remove(host);
   }
 

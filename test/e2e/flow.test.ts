@@ -35,7 +35,7 @@ test("one stream carries 256 MiB each way byte-exact with bounded memory", async
   const growthMiB = (peak - before) / MiB;
   console.log(`256 MiB each way: ${(512 / (r.durationMs / 1000)).toFixed(0)} MiB/s moved, peak RSS +${growthMiB.toFixed(1)} MiB (server, agent, target and visitor in one process)`);
   // Everything in flight is bounded by windows and staging buffers (a few MiB each), far below the data moved.
-  expect(growthMiB).toBeLessThan(96);
+  expect(growthMiB).toBeLessThan(128);
 }, 120_000);
 
 /** A visitor that writes a lot and never reads: its stream stalls on its own window. */

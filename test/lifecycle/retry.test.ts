@@ -78,3 +78,18 @@ test("idle tunnels are not reaped: heartbeats keep connections with no traffic a
   expect(a.slots.every((s) => s.reconnects === 0 && s.state === "ready")).toBe(true);
   expect(a.slots.every((s) => (s.session?.rttMs ?? -1) >= 0)).toBe(true);
 }, 20_000);
+
+test("two live agents with the same host name do not evict each other", async () => {
+  const liveness = { TUNNEL_HEARTBEAT_INTERVAL_MS: "50", TUNNEL_HEARTBEAT_TIMEOUT_MS: "300" };
+  const srv = await server({ TUNNEL_CLUSTERS: "edge=none", ...liveness });
+  const env = { TUNNEL_SERVERS: `127.0.0.1:${srv.agentPort}`, TUNNEL_CLUSTER: "edge", TUNNEL_SERVICES: "x=127.0.0.1:9", TUNNEL_HOSTNAME: "clone", ...liveness };
+  const a1 = await startAgent(agentConfig(env));
+  agents.push(a1);
+  await a1.ready();
+  const a2 = await startAgent(agentConfig(env));
+  agents.push(a2);
+  await a2.ready();
+  await new Promise((r) => setTimeout(r, 500)); // ten heartbeat intervals for any flapping to show
+  expect(srv.registry.byId.size).toBe(4);
+  for (const a of [a1, a2]) expect(a.slots.every((s) => s.reconnects === 0 && s.state === "ready")).toBe(true);
+}, 20_000);
