@@ -136,6 +136,8 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
           }
         }
         for (const s of sessions) s.close();
+        // Let closed sessions write their last frames and see the agents' FIN before the listener kills sockets.
+        await Promise.race([Promise.all(sessions.map((s) => s.gone)), Bun.sleep(2_000)]);
         agentListener.stop(true);
         for (const r of routes) r.stop(true);
         await admin?.stop();
