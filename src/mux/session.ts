@@ -68,6 +68,11 @@ export interface SessionEvents {
 
 /** Default bound on replies staged while the peer does not read (TUNNEL_CONTROL_QUEUE_MAX_BYTES). */
 const CONTROL_REPLY_LIMIT_BYTES = 262_144;
+/**
+ * Unsent bytes that streams' local sockets may have delivered on one session before every stream stops reading:
+ * without it, each of thousands of visitors could park one 512 KiB read while the connection is backed up.
+ */
+const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
 /** How long a closed session may take to write its last staged frames before the connection is reset. */
 const LINGER_MS = 5_000;
 
@@ -94,6 +99,10 @@ export class Session implements StreamHost, FrameHandler {
   /** Last measured round trip (ms), or -1. */
   rttMs = -1;
   private readonly flushBound = () => this.flush();
+  /** Unsent bytes read from streams' local sockets (see pendingChanged). */
+  private pendingOut = 0;
+  /** Streams stop reading their local sockets while pendingOut is over the budget. */
+  readsPaused = false;
   /** Resolves when the connection itself is closed (after close(), once the last staged bytes went out). */
   readonly gone: Promise<void>;
   private markGone!: () => void;
@@ -147,6 +156,7 @@ export class Session implements StreamHost, FrameHandler {
     this.highestStreamId = id;
     const stream = new Stream(id, this, this.opts.peerWindow, this.opts.localWindow, open);
     stream.local = local;
+    stream.updateReading();
     this.streams.set(id, stream);
     this.streamsOpened++;
     this.encoder.open(id, open);
@@ -235,6 +245,19 @@ export class Session implements StreamHost, FrameHandler {
 
   canSend(): boolean {
     return this.writable && this.encoder.pendingBytes < this.highWater && !this.closed;
+  }
+
+  pendingChanged(delta: number): void {
+    this.pendingOut += delta;
+    const budget = PENDING_OUT_BUDGET_BYTES;
+    if (!this.readsPaused && this.pendingOut > budget) this.setReadsPaused(true);
+    else if (this.readsPaused && this.pendingOut <= budget / 2) this.setReadsPaused(false);
+  }
+
+  /** Over budget: every stream stops reading (O(streams), only when the budget is crossed, with hysteresis). */
+  private setReadsPaused(paused: boolean): void {
+    this.readsPaused = paused;
+    for (const s of this.streams.values()) s.updateReading();
   }
 
   block(stream: Stream): void {

@@ -38,6 +38,10 @@ export interface StreamHost {
   sendAck(streamId: number): void;
   /** Peer's max DATA payload. */
   readonly peerMaxFrame: number;
+  /** True while the session holds too many unsent local bytes: every stream stops reading its local socket. */
+  readonly readsPaused: boolean;
+  /** A stream's unsent local bytes changed by `delta` (the session keeps the total bounded). */
+  pendingChanged(delta: number): void;
   /** The stream finished (both FINs done, or reset); drop it from the table. */
   streamDone(stream: Stream, code: number | null): void;
 }
@@ -104,6 +108,7 @@ export class Stream implements SocketOwner {
   /** Attaches the local socket and flushes whatever the peer sent meanwhile. */
   attach(local: LocalSocket): void {
     this.local = local;
+    this.updateReading();
     this.flushIn();
   }
 
@@ -111,6 +116,7 @@ export class Stream implements SocketOwner {
 
   onData(chunk: Uint8Array): void {
     if (this.end !== null || this.finSent) return;
+    this.host.pendingChanged(chunk.byteLength);
     if (this.outPending === null) this.outPending = chunk;
     else {
       // Bun may deliver one more read after pause(): join it (rare, bounded by one read).
@@ -162,25 +168,31 @@ export class Stream implements SocketOwner {
       this.host.sendData(this.id, pending, 0, n);
       this.sendCredit -= n;
       this.bytesOut += n;
+      this.host.pendingChanged(-n);
       pending = n === pending.byteLength ? null : pending.subarray(n);
     }
     this.outPending = pending;
-    if (pending !== null) {
-      if (!this.paused && this.local && !this.localClosed) {
-        this.paused = true;
-        this.local.pause();
-      }
-      return;
-    }
-    if (this.paused && this.local && !this.localClosed) {
-      this.paused = false;
-      this.local.resume();
-    }
+    this.updateReading();
+    if (pending !== null) return;
     if (this.localEof && !this.finSent) {
       this.finSent = true;
       this.host.sendFin(this.id);
       this.maybeDone();
     }
+  }
+
+  /**
+   * Reads the local socket only while nothing of it waits to be sent and the session is not over its budget of
+   * unsent bytes (bun delivers a whole read, up to 512 KiB, before a pause can take effect).
+   */
+  updateReading(): void {
+    const local = this.local;
+    if (local === null || this.localClosed || this.end !== null) return;
+    const pause = this.outPending !== null || this.host.readsPaused;
+    if (pause === this.paused) return;
+    this.paused = pause;
+    if (pause) local.pause();
+    else local.resume();
   }
 
   // --- frames from the peer ---
@@ -320,6 +332,7 @@ export class Stream implements SocketOwner {
     if (this.end !== null) return;
     if (this.finSent && this.shutdownSent) {
       this.end = "fin";
+      if (this.outPending !== null) this.host.pendingChanged(-this.outPending.byteLength);
       this.outPending = null;
       if (!this.localClosed) this.local?.end();
       this.host.streamDone(this, null);
@@ -328,6 +341,7 @@ export class Stream implements SocketOwner {
 
   private finish(code: number, sendRst: boolean): void {
     this.end = code;
+    if (this.outPending !== null) this.host.pendingChanged(-this.outPending.byteLength);
     this.outPending = null;
     this.inQueue = [];
     this.tail = null;

@@ -39,12 +39,12 @@ test("one stream carries 256 MiB each way byte-exact with bounded memory", async
 }, 120_000);
 
 /** A visitor that writes a lot and never reads: its stream stalls on its own window. */
-function stalledVisitor(port: number): Promise<Socket<undefined>> {
+function stalledVisitor(port: number, chunkBytes = 64 * 1024): Promise<Socket<undefined>> {
   const src = new PatternSource(5);
   let sent = 0;
   const pump = (s: Socket<undefined>) => {
     while (sent < 16 * MiB) {
-      const chunk = src.next(64 * 1024);
+      const chunk = src.next(chunkBytes);
       const n = s.write(chunk);
       sent += Math.max(0, n);
       if (n < chunk.byteLength) return;
@@ -97,3 +97,34 @@ test("a stalled visitor holds at most its window and does not slow another strea
   for (const h of held) expect(h).toBeLessThanOrEqual(window);
   expect(best(stalled)).toBeGreaterThanOrEqual(0.9 * best(alone));
 }, 120_000);
+
+test("300 uploading visitors behind a stalled agent connection: the server holds at most its read budget", async () => {
+  const { startFaultProxy } = await import("../support/fault-proxy.ts");
+  const { startAgent } = await import("../../src/agent/agent.ts");
+  const { agentConfig } = await import("../support/tunnel.ts");
+  const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ROUTES: "127.0.0.1:0=edge/echo" });
+  const proxy = startFaultProxy(srv.agentPort);
+  const a = await startAgent(agentConfig({ TUNNEL_SERVERS: `127.0.0.1:${proxy.port}`, TUNNEL_CLUSTER: "edge", TUNNEL_SERVICES: `echo=127.0.0.1:${echo.port}`, TUNNEL_CONNECTIONS: "1" }));
+  try {
+    await a.ready();
+    const [host] = [...srv.registry.hosts()];
+    if (!host) throw new Error("no host");
+    for (const c of proxy.connections) c.blackhole();
+    const visitors = await Promise.all(Array.from({ length: 300 }, () => stalledVisitor(srv.routePorts[0] as number, 1024 * 1024)));
+    const session = host.session as unknown as { pendingOut: number; readsPaused: boolean };
+    await waitFor(() => host.session.activeStreams === 300, "all visitors open");
+    let peak = 0;
+    const t0 = performance.now();
+    await waitFor(() => {
+      peak = Math.max(peak, session.pendingOut);
+      return performance.now() - t0 > 300; // watch the paused state for a while
+    }, "observation window");
+    console.log(`300 uploading visitors, agent link stalled: ${(peak / MiB).toFixed(1)} MiB of visitor bytes held (budget 8 MiB), reads paused: ${session.readsPaused}`);
+    // Over the 8 MiB budget by at most the reads that were already delivered when it was crossed.
+    expect(peak).toBeLessThan(16 * MiB);
+    for (const v of visitors) v.terminate();
+  } finally {
+    await a.close(false);
+    proxy.stop();
+  }
+}, 60_000);
