@@ -232,6 +232,7 @@ function newProc(name: string, pid: number, role: RoleProcess | null, sub: Subpr
   const exited = role ? role.proc.exited : sub ? sub.exited : null;
   void exited?.then((code) => {
     p.exitedAt = Date.now();
+    if (role) role.lines.length = 0; // a long run restarts processes hundreds of times
     if (!p.expectedExit && !shuttingDown) finding(`${name}#${p.gen} (pid ${pid}) exited on its own with code ${code}`);
   });
   return p;
@@ -650,6 +651,8 @@ interface StreamRec {
   targetOpen: boolean;
   target: TargetResult | null;
   access: AccessLine | null;
+  /** The access line was matched by time (the visitor never opened, so its port is unknown). */
+  accessByTime: boolean;
   hang: boolean;
   hangKilled: boolean;
   done: () => void;
@@ -768,6 +771,7 @@ function newStream(): StreamRec {
     targetOpen: false,
     target: null,
     access: null,
+    accessByTime: false,
     hang: false,
     hangKilled: false,
     done: () => {},
@@ -929,6 +933,31 @@ setInterval(() => {
   }
 }, 5000).unref();
 
+/**
+ * A visitor whose connect failed never learned its local port (its `open` never ran: e.g. the server reset it
+ * while this loop lagged). Match it by time instead: the unclaimed access line of its server, not "fin", logged
+ * between its start and 3 s after its end, closest to its end. (Every visitor that opened claims its own line, so
+ * unclaimed lines are rare.)
+ */
+function claimAccessByTime(r: StreamRec): void {
+  let best: { key: string; i: number; d: number } | null = null;
+  for (const [key, list] of pendingAccess) {
+    if (!key.startsWith(`${r.server}:`)) continue;
+    list.forEach((a, i) => {
+      if (a.reason === "fin" || a.at < r.startedAt || a.at > r.closedAt + SETTLE_WAIT_MS) return;
+      const d = Math.abs(a.at - r.closedAt);
+      if (best === null || d < best.d) best = { key, i, d };
+    });
+  }
+  if (best === null) return;
+  const { key, i } = best;
+  const list = pendingAccess.get(key) as AccessLine[];
+  r.access = list[i] as AccessLine;
+  r.accessByTime = true;
+  list.splice(i, 1);
+  if (list.length === 0) pendingAccess.delete(key);
+}
+
 /** Attaches a waiting access line (one that arrived after the stream started) to a stream that just opened. */
 function claimPendingAccess(r: StreamRec, key: string): void {
   const list = pendingAccess.get(key);
@@ -1062,7 +1091,7 @@ function describe(r: StreamRec): string {
     ` open ${elapsed(r.startedAt)}s–${r.closedAt ? `${elapsed(r.closedAt)}s` : "…"}` +
     `; visitor up ${r.upSent} down ${r.downRecv} eof=${r.eof} fin=${r.finSent} err=${r.closeError ?? r.connectError ?? "-"}` +
     `; target ${r.target ? `up ${r.target.upRecv} down ${r.target.downSent} eof=${r.target.eof} err=${r.target.error ?? "-"}` : r.targetOpen ? `open up ${r.targetUp} down ${r.targetDown}` : "none"}` +
-    `; access ${a ? `${a.reason} conn ${a.connectionId} ${a.host} in ${a.bytesIn} out ${a.bytesOut}` : "none"}` +
+    `; access ${a ? `${a.reason} conn ${a.connectionId} ${a.host} in ${a.bytesIn} out ${a.bytesOut}${r.accessByTime ? " (matched by time)" : ""}` : "none"}` +
     `${c ? `; proxied conn #${c.n} faults [${c.faults.map((f) => `${f.kind}@${elapsed(f.at)}s`).join(", ")}]` : ""}` +
     `${a?.connectionId && connClosedReason.has(a.connectionId) ? `; server closed that connection: ${connClosedReason.get(a.connectionId)}` : ""}`
   );
@@ -1096,6 +1125,7 @@ function explain(r: StreamRec, end: number): { kind: string; at: number; bound: 
 
 function settle(r: StreamRec): void {
   open.delete(r.id);
+  if (r.access === null && r.connectError !== null) claimAccessByTime(r);
   if (r.localPort !== 0) {
     const key = `${r.server}:${r.localPort}`;
     if (byPort.get(key) === r) byPort.delete(key);
@@ -1327,6 +1357,10 @@ setInterval(() => {
 }, 5000).unref();
 
 setInterval(watch, 250).unref();
+// Forget proxied connections closed long ago (failed streams are attributed within seconds).
+setInterval(() => {
+  for (const px of proxies) px.forgetClosed(120_000);
+}, 30_000).unref();
 
 // ---------------------------------------------------------------------------------------------------------------
 // Leak check and verdict

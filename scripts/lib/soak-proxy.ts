@@ -417,6 +417,12 @@ export class SoakProxy {
     return [...this.live].filter((c) => c.established && !c.blackholed && !c.cutDone);
   }
 
+  /** Forgets connections closed more than `ms` ago (bounded memory over long runs). */
+  forgetClosed(ms: number): void {
+    const before = Date.now() - ms;
+    for (const [id, c] of this.byConnectionId) if (c.closedAt !== 0 && c.closedAt < before) this.byConnectionId.delete(id);
+  }
+
   /** Stops faults that end by themselves (latency, stalls). */
   healAll(): void {
     for (const c of this.live) c.heal();
