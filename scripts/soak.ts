@@ -14,24 +14,27 @@
  * samples descriptors (/proc/<pid>/fd) and RSS of every process while nothing is in flight, so the samples are
  * comparable over time. The first checkpoint (after a warm-up of 30% of the run, 15–60 s, with faults already
  * firing so that fault-handling code is warm too) is the baseline; a restarted process's baseline is its first
- * checkpoint after 15 s of load (a process restarted too late for one is compared with its predecessor's). Server-0 and agent-1 are
- * never restarted (unless --restart-all), so their figures span the whole run; their connections still get cut,
- * blackholed and delayed. Before sampling, every process runs a full GC (servers and agents through the hidden
+ * checkpoint after 15 s of load (a process restarted too late for one is compared with its predecessor's).
+ * Server-0 and agent-1 are never restarted (unless --restart-all), so their figures span the whole run; their
+ * connections still get cut, blackholed and delayed. Before sampling, every process runs a full GC (servers and agents through the hidden
  * BACKCHANNEL_DEBUG_GC_SIGNAL=SIGUSR2 hook in src/main.ts, the target over IPC): without it RSS at rest varied by
  * ±10% with garbage awaiting a collection, as much as the bound being checked; with it, by about ±2%.
  *
  * A stream passes if both ends saw exactly their bytes, a clean end, and the FINs they were promised. Any other
  * outcome is a failure, and a failure must be explained by a fault on its path (the rule, also in RELIABILITY.md):
- *   - its server's access-log line (matched by the visitor's port) names a connection id that the proxy saw cut or
- *     blackholed before the stream ended (the proxy reads the id from the handshake response), or names an agent
- *     that was SIGTERMed while the stream was open; or
- *   - its server was SIGKILLed while the stream was open, or the stream started while that server was down or
- *     before every agent had reconnected to it.
+ *   1. its server's access-log line (matched by the visitor's local port; by time for a visitor whose connect
+ *      failed before it learned its port) names a connection id that the proxy saw cut or blackholed before the
+ *      stream ended (the proxy reads the id from the handshake response it forwards); or
+ *   2. that line names an agent that was SIGTERMed (draining) while the stream was open; or
+ *   3. its server was SIGKILLed while the stream was open; or
+ *   4. it has no access-log line and started while its server was down or before every agent had reconnected to it.
  * An explained failure must also have ended within its fault's bound (cut or kill: 1.5 s; blackhole: heartbeat
  * timeout + interval + 1.5 s; agent drain: the drain grace + 2 s), counted from the fault or the stream's start,
  * whichever is later; later is a "slow failure". A side that saw a clean FIN with bytes missing is a "silent
  * truncation", accepted only when a server was SIGKILLed (the kernel then sends the FIN). A per-stream watchdog flags
- * any stream with no progress at either end for longer than the heartbeat timeout + interval + slack ("hang").
+ * any stream with no progress at either end for longer than the heartbeat timeout + interval + 3 s ("hang").
+ * Bun reports a reset that arrives while the process writes as a clean end + close (the write returns -1 and
+ * consumes the error), so both ends here count a write that returned -1 as a reset.
  *
  * Verdict: FAIL (exit 1) on any corrupted byte, unexplained failure, silent truncation, slow failure, hang, process
  * that died on its own, checkpoint that did not settle, descriptor count not back to baseline, or RSS of a server or
@@ -677,6 +680,8 @@ interface Totals {
   connectRefused: number;
   lateTargetResults: number;
   explainedBy: Map<string, number>;
+  /** For explained failures: ms from the fault (or the stream's start, if later) to the stream's end, by kind. */
+  failLatencies: Map<string, number[]>;
   failReasons: Map<string, number>;
 }
 const totals: Totals = {
@@ -694,6 +699,7 @@ const totals: Totals = {
   connectRefused: 0,
   lateTargetResults: 0,
   explainedBy: new Map(),
+  failLatencies: new Map(),
   failReasons: new Map(),
 };
 const problems: string[] = [];
@@ -934,17 +940,18 @@ setInterval(() => {
 }, 5000).unref();
 
 /**
- * A visitor whose connect failed never learned its local port (its `open` never ran: e.g. the server reset it
- * while this loop lagged). Match it by time instead: the unclaimed access line of its server, not "fin", logged
- * between its start and 3 s after its end, closest to its end. (Every visitor that opened claims its own line, so
- * unclaimed lines are rare.)
+ * A visitor whose connect was reset never learned its local port (its `open` never ran: the server reset it while
+ * this loop lagged). Match it by time instead: the unclaimed access line of its server, not "fin" and with a
+ * visitor port, logged between its start and 3 s after its end, closest to its end. (Every visitor that opened
+ * claims its own line, so such lines are rare.)
  */
 function claimAccessByTime(r: StreamRec): void {
   let best: { key: string; i: number; d: number } | null = null;
   for (const [key, list] of pendingAccess) {
     if (!key.startsWith(`${r.server}:`)) continue;
     list.forEach((a, i) => {
-      if (a.reason === "fin" || a.at < r.startedAt || a.at > r.closedAt + SETTLE_WAIT_MS) return;
+      // Lines without a visitor port (":0": the visitor was gone before the server read its address) never match.
+      if (a.reason === "fin" || a.visitor.endsWith(":0") || a.at < r.startedAt || a.at > r.closedAt + SETTLE_WAIT_MS) return;
       const d = Math.abs(a.at - r.closedAt);
       if (best === null || d < best.d) best = { key, i, d };
     });
@@ -1125,7 +1132,8 @@ function explain(r: StreamRec, end: number): { kind: string; at: number; bound: 
 
 function settle(r: StreamRec): void {
   open.delete(r.id);
-  if (r.access === null && r.connectError !== null) claimAccessByTime(r);
+  // Only a reset connect can have reached the server (a refused one never did).
+  if (r.access === null && r.connectError === "ECONNRESET") claimAccessByTime(r);
   if (r.localPort !== 0) {
     const key = `${r.server}:${r.localPort}`;
     if (byPort.get(key) === r) byPort.delete(key);
@@ -1173,6 +1181,9 @@ function settle(r: StreamRec): void {
   }
   totals.failedExplained++;
   bump(totals.explainedBy, why.kind);
+  const lat = totals.failLatencies.get(why.kind) ?? [];
+  if (lat.length < 100_000) lat.push(latency);
+  totals.failLatencies.set(why.kind, lat);
 }
 
 /** Settles streams whose ends are both known (or given up on), and runs the hang watchdog. */
@@ -1477,6 +1488,12 @@ function verdict(final: Checkpoint): number {
     const top = [...p.warnings].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, n]) => `${n}× ${k}`);
     say(`   ${p.name}#${p.gen} warnings: ${top.join("; ")}`);
   }
+  const pct = (xs: number[], q: number) => xs[Math.min(xs.length - 1, Math.floor(q * xs.length))] as number;
+  const lats = [...totals.failLatencies].map(([k, xs]) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return `${k} p50 ${pct(v, 0.5)} / p99 ${pct(v, 0.99)} / max ${v[v.length - 1]} ms`;
+  });
+  if (lats.length > 0) say(`   failure latency (fault or stream start → stream closed): ${lats.join("; ")}`);
   if (totals.failReasons.size > 0) {
     const top = [...totals.failReasons].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, n]) => `${n}× ${k}`);
     say(`   failures by first symptom: ${top.join("; ")}`);
@@ -1498,7 +1515,12 @@ function verdict(final: Checkpoint): number {
     options: opts,
     pass,
     reasons,
-    totals: { ...totals, explainedBy: Object.fromEntries(totals.explainedBy), failReasons: Object.fromEntries(totals.failReasons) },
+    totals: {
+      ...totals,
+      explainedBy: Object.fromEntries(totals.explainedBy),
+      failLatencies: Object.fromEntries([...totals.failLatencies].map(([k, xs]) => [k, [...xs].sort((a, b) => a - b)])),
+      failReasons: Object.fromEntries(totals.failReasons),
+    },
     faults: Object.fromEntries(faultCounts),
     faultLog,
     checkpoints,
