@@ -488,7 +488,9 @@ function iperfExtra(label: string, extraArgs: string[]): Extra {
     tool: "iperf3",
     async run(port) {
       const j = JSON.parse(await runTool(["iperf3", "-c", "127.0.0.1", "-p", String(port), "-t", String(secs), "-J", ...extraArgs], 30_000));
-      return { "Gbit/s": (j.end?.sum_received?.bits_per_second ?? NaN) / 1e9 };
+      const bps = j.end?.sum_received?.bits_per_second;
+      if (typeof bps !== "number") throw new Error(`iperf3 gave no result${j.error ? `: ${j.error}` : ""}`);
+      return { "Gbit/s": bps / 1e9 };
     },
   };
 }

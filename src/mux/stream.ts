@@ -15,6 +15,8 @@ import type { SocketOwner } from "../transport/tcp.ts";
 const KEEP_VIEW_MIN_BYTES = 16 * 1024;
 /** Size of the buffer small queued payloads are copied into. */
 const TAIL_BYTES = 64 * 1024;
+/** First tail buffer of a backlog. */
+const TAIL_MIN_BYTES = 4 * 1024;
 
 export interface LocalSocket {
   write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
@@ -236,7 +238,8 @@ export class Stream implements SocketOwner {
     }
     let tail = this.tail;
     if (tail === null || this.tailUsed + len > tail.byteLength) {
-      tail = new Uint8Array(Math.max(TAIL_BYTES, len));
+      // Start small (usually one early write before the target is connected) and double up to TAIL_BYTES.
+      tail = new Uint8Array(Math.max(len, Math.min(TAIL_BYTES, 2 * (tail?.byteLength ?? TAIL_MIN_BYTES / 2))));
       this.tail = tail;
       this.tailUsed = 0;
     }
@@ -320,7 +323,9 @@ export class Stream implements SocketOwner {
       }
       q.shift();
     }
-    this.tailUsed = 0; // nothing queued refers to the tail buffer any more: reuse it from the start
+    // Nothing queued refers to the tail buffer any more: let it go (an idle stream holds no buffer).
+    this.tail = null;
+    this.tailUsed = 0;
     if (this.remoteFin && !this.shutdownSent) {
       this.shutdownSent = true;
       if (!this.localClosed) this.local.shutdown();
