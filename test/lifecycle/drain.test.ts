@@ -79,3 +79,39 @@ test("a second SIGTERM exits at once", async () => {
   expect(await a.proc.exited).not.toBe(0);
   slow.terminate();
 }, 30_000);
+
+test("SIGTERM to a server: it stops taking visitors, in-flight streams finish byte-exact, then it exits", async () => {
+  const { startServerProcess } = await import("../../scripts/lib/roles.ts");
+  const { startAgent } = await import("../../src/agent/agent.ts");
+  const { agentConfig } = await import("../support/tunnel.ts");
+  const srv = await startServerProcess(sourceCommand("server"), {
+    TUNNEL_TLS: "off",
+    TUNNEL_LISTEN: "127.0.0.1:0",
+    TUNNEL_CLUSTERS: "edge=none",
+    TUNNEL_ROUTES: "127.0.0.1:0=edge/echo",
+    TUNNEL_SHUTDOWN_GRACE_MS: "30000",
+  });
+  procs.push(srv.role);
+  const a = await startAgent(agentConfig({ TUNNEL_SERVERS: `127.0.0.1:${srv.agentPort}`, TUNNEL_CLUSTER: "edge", TUNNEL_SERVICES: `echo=127.0.0.1:${echoA.port}` }));
+  try {
+    await a.ready();
+    const port = srv.routePorts[0] as number;
+    let received = 0;
+    const transfer = runVisitor({ port, seed: 65, sendBytes: 32 * 1024 * 1024, chunkBytes: 256 * 1024, onData: (d) => (received += d.byteLength) });
+    await waitFor(() => received > 2 * 1024 * 1024, "transfer under way", 10_000);
+    srv.role.proc.kill("SIGTERM");
+    await srv.role.waitForLog((l) => l.msg === "shutting down");
+    // New visitors are not accepted any more (the route listener closes first thing).
+    let refused = false;
+    for (let i = 0; i < 50 && !refused; i++) {
+      refused = await runVisitor({ port, seed: 66, sendBytes: 10 }).then(() => false, () => true);
+    }
+    expect(refused).toBe(true);
+    const r = await transfer;
+    expect(r.error).toBeNull();
+    expect(r.ok).toBe(true);
+    expect(await srv.role.proc.exited).toBe(0);
+  } finally {
+    await a.close(false);
+  }
+}, 60_000);
