@@ -28,8 +28,8 @@
  *   2. that line names an agent that was SIGTERMed (draining) while the stream was open; or
  *   3. its server was SIGKILLed while the stream was open; or
  *   4. it has no access-log line and started while its server was down or before every agent had reconnected to it.
- * An explained failure must also have ended within its fault's bound (cut or kill: 1.5 s; blackhole: heartbeat
- * timeout + interval + 1.5 s; agent drain: the drain grace + 2 s), counted from the fault or the stream's start,
+ * An explained failure must also have ended within its fault's bound (cut or server down: 1.5 s; server kill: 2.5 s;
+ * blackhole: heartbeat timeout + interval + 1.5 s; agent drain: the drain grace + 2 s), counted from the fault or the stream's start,
  * whichever is later; later is a "slow failure". A side that saw a clean FIN with bytes missing is a "silent
  * truncation", accepted only when a server was SIGKILLed (the kernel then sends the FIN). A per-stream watchdog flags
  * any stream with no progress at either end for longer than the heartbeat timeout + interval + 3 s ("hang").
@@ -140,6 +140,8 @@ const HANG_KILL_MS = HANG_MS * 4;
 /** After a visitor closes, how long to wait for the target's result and the server's access-log line. */
 const SETTLE_WAIT_MS = 3000;
 const BOUND_CUT_MS = 1500;
+/** A server kill: 1.5 s plus one SYN retransmission (1 s) for a visitor whose SYN met the dying listener. */
+const BOUND_KILL_MS = 2500;
 const BOUND_BLACKHOLE_MS = opts.heartbeatTimeoutMs + opts.heartbeatIntervalMs + 1500;
 const BOUND_AGENT_MS = opts.drainGraceMs + 2000;
 const RSS_TOLERANCE = 0.1;
@@ -1121,7 +1123,7 @@ function explain(r: StreamRec, end: number): { kind: string; at: number; bound: 
     }
   }
   const outages = (servers[r.server] as ServerSlot).outages;
-  for (const o of outages) if (o.killAt >= r.startedAt && o.killAt <= end) return { kind: "server-kill", at: o.killAt, bound: BOUND_CUT_MS };
+  for (const o of outages) if (o.killAt >= r.startedAt && o.killAt <= end) return { kind: "server-kill", at: o.killAt, bound: BOUND_KILL_MS };
   if (r.access === null) {
     for (const o of outages) {
       if (r.startedAt >= o.killAt && r.startedAt <= (o.backAt === 0 ? Infinity : o.backAt)) return { kind: "server-down", at: r.startedAt, bound: BOUND_CUT_MS };
