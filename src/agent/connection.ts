@@ -93,9 +93,11 @@ export class ConnectionSlot {
       return;
     }
     if (graceful) {
+      // GOAWAY, then wait for the server to close the connection once it stopped routing here and the last stream
+      // ended (closing at once could drop an OPEN already in flight); the caller bounds the wait.
       this.state = "draining";
       s.goAway(code);
-      if (s.activeStreams === 0) s.close();
+      if (s.peerGoneAway && s.activeStreams === 0) s.close();
     } else {
       s.close();
     }
@@ -211,7 +213,9 @@ export class ConnectionSlot {
         onStreamEnd: (stream, code) => {
           this.ctx.stats.streamEnded(stream, code);
           log.debug("stream closed", { streamId: stream.id, service: stream.label, code, bytesIn: stream.bytesIn, bytesOut: stream.bytesOut });
-          if (session.draining && session.activeStreams === 0) session.close();
+          // After the server's GOAWAY no OPEN can follow (frames are ordered): close once idle. After our own
+          // GOAWAY the server closes the connection itself once it saw it and the last stream ended.
+          if (session.peerGoneAway && session.activeStreams === 0) session.close();
         },
         onGoAway: () => {
           // The server will open no more streams here: replace this connection now, close it once idle.
@@ -260,6 +264,7 @@ export class ConnectionSlot {
     if (this.session !== session) return; // an old, replaced session finished draining
     this.session = null;
     log.debug("connection closed", { server: this.server, role: this.role, slot: this.slot, connectionId: this.connectionId, reason: error?.message ?? "closed" });
+    this.connectionId = null;
     if (this.stopped) {
       // Stopped only once the last staged frames were written and the socket is gone.
       void session.gone.then(() => this.setStopped());

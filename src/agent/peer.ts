@@ -79,7 +79,7 @@ export class Peer {
 
   private async doStop(graceful: boolean, maxWaitMs: number): Promise<void> {
     if (graceful) {
-      const ids = this.slots.map((s) => s.connectionId).filter((id): id is string => id !== null && id !== undefined);
+      const ids = this.slots.filter((s) => s.state === "ready").map((s) => s.connectionId).filter((id): id is string => id !== null);
       const viaAside = ids.length > 0 && this.aside.sendControl({ type: "drain", connection_ids: ids });
       log.info("draining", { server: this.key, connections: ids.length, viaAside });
       for (const s of this.slots) s.stop(true, WireCode.SHUTTING_DOWN);

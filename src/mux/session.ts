@@ -222,6 +222,11 @@ export class Session implements StreamHost, FrameHandler {
     if (enc.pendingBytes === 0) this.halfCloseSocket();
   }
 
+  /** The peer sent GOAWAY: it opens no more streams here. */
+  get peerGoneAway(): boolean {
+    return this.peerWentAway;
+  }
+
   /** How long since the peer last sent anything (ms). */
   get silentForMs(): number {
     return performance.now() - this.lastReceivedAt;
@@ -307,7 +312,9 @@ export class Session implements StreamHost, FrameHandler {
     }
     this.highestStreamId = streamId;
     const stream = new Stream(streamId, this, this.opts.peerWindow, this.opts.localWindow, open);
-    if (this.draining || this.streams.size >= this.opts.maxStreams) {
+    // Not refused while we drain: an OPEN the server sent before our GOAWAY reached it is served (refusing it
+    // would reset a visitor that other agents could have taken). Only the cap refuses.
+    if (this.streams.size >= this.opts.maxStreams) {
       this.reply(FRAME_HEADER_BYTES + 4);
       this.encoder.rst(streamId, WireCode.REFUSED_STREAM);
       return;

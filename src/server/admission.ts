@@ -146,7 +146,8 @@ export class Admission {
         for (const id of msg.connection_ids) {
           const host = this.registry.byId.get(id);
           // An aside speaks only for its own agent (MOSN's GracefulClose could evict anyone: mosn-tunnel.md §6.5).
-          if (host === undefined || host.cluster !== cluster || host.hostName !== hostName) {
+          if (host === undefined) continue; // already gone (its GOAWAY or close came first)
+          if (host.cluster !== cluster || host.hostName !== hostName) {
             log.warn("DRAIN for a connection that is not this agent's ignored", { cluster, hostName, connectionId: id });
             continue;
           }

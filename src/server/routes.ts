@@ -25,6 +25,11 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
           port: route.listen.port,
           onHandlerError: (e) => log.error("visitor socket handler failed", { route: label, error: e }),
           accept(socket: NetSocket) {
+            // A visitor that reset before we got to it has no address any more: nothing to carry.
+            if (!socket.remoteAddress) {
+              socket.terminate();
+              return REFUSED;
+            }
             // A host whose ids ran out starts draining and is skipped on the next pick.
             for (let attempt = 0; attempt < 3; attempt++) {
               const host = registry.pick(route.cluster);
