@@ -10,7 +10,7 @@ import { FrameDecoder, type FrameHandler, type OpenPayload } from "../protocol/f
 import { FrameEncoder } from "../protocol/frame-encoder.ts";
 import { FRAME_HEADER_BYTES, MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
 import { isValidOpenPayload } from "../protocol/open-payload.ts";
-import { TunnelError, type ErrorCode } from "../errors.ts";
+import { TunnelError } from "../errors.ts";
 import { decodeControl, encodeControl, type ControlMessage } from "../protocol/control.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 import { Stream, type LocalSocket, type StreamHost } from "./stream.ts";
@@ -503,18 +503,4 @@ export function sessionOwner(session: Session): SocketOwner {
     onEnd: () => session.peerEnded(),
     onClose: (error) => session.socketClosed(error),
   };
-}
-
-/** Maps an error code to the wire code sent to a peer. */
-export function wireCodeFor(code: ErrorCode): number {
-  switch (code) {
-    case "ERR_UNKNOWN_SERVICE":
-      return WireCode.UNKNOWN_SERVICE;
-    case "ERR_CONNECT_REFUSED":
-      return WireCode.CONNECT_REFUSED;
-    case "ERR_CONNECT_TIMEOUT":
-      return WireCode.CONNECT_TIMEOUT;
-    default:
-      return WireCode.INTERNAL_ERROR;
-  }
 }
