@@ -1,26 +1,22 @@
 /**
  * A session: the stream multiplexer over one data connection, on either side (SPEC.md §2). Owns the stream table,
- * the batching frame encoder (one socket write per event-loop turn), liveness (PING/PONG) and GOAWAY.
+ * frame dispatch, liveness (PING/PONG), GOAWAY and the per-connection read budget.
  *
- * Writes: frames are staged in one FrameEncoder and flushed on setImmediate, or at once past the high-water mark.
+ * Writes go through a FrameWriter (frame-writer.ts): staged, written once per event-loop turn, with backpressure.
  * Streams stop sending (and pause their local socket) while the staging buffer is above the high-water mark, so
- * memory is bounded; control frames bypass that gate but a peer that makes them pile up is disconnected.
+ * memory is bounded; control frames bypass that gate but a peer that makes replies pile up is disconnected.
  */
 import { FrameDecoder, type FrameHandler, type OpenPayload } from "../protocol/frame-decoder.ts";
-import { FrameEncoder } from "../protocol/frame-encoder.ts";
+import type { FrameEncoder } from "../protocol/frame-encoder.ts";
 import { FRAME_HEADER_BYTES, MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
 import { isValidOpenPayload } from "../protocol/open-payload.ts";
 import { TunnelError } from "../errors.ts";
 import { decodeControl, encodeControl, type ControlMessage } from "../protocol/control.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 import { Stream, type LocalSocket, type StreamHost } from "./stream.ts";
+import { FrameWriter, type FrameSocket } from "./frame-writer.ts";
 
-/** The part of a Bun socket a session writes to. */
-export interface FrameSocket {
-  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
-  shutdown(halfClose?: boolean): void;
-  terminate(): void;
-}
+export type { FrameSocket } from "./frame-writer.ts";
 
 /** Session settings (negotiated windows come from the handshake). */
 export interface SessionOptions {
@@ -73,19 +69,16 @@ const CONTROL_REPLY_LIMIT_BYTES = 262_144;
  * without it, each of thousands of visitors could park one 512 KiB read while the connection is backed up.
  */
 const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
-/** How long a closed session may take to write its last staged frames before the connection is reset. */
-const LINGER_MS = 5_000;
 
 /** The stream multiplexer over one connection. Feed it socket events (it is the socket's owner). */
 export class Session implements StreamHost, FrameHandler {
   readonly streams = new Map<number, Stream>();
   readonly peerMaxFrame: number;
-  private readonly encoder = new FrameEncoder(64 * 1024);
+  private readonly writer: FrameWriter;
+  /** The writer's staging encoder (frames are appended here). */
+  private readonly encoder: FrameEncoder;
   private readonly decoder: FrameDecoder;
-  private readonly highWater: number;
   private blocked = new Set<Stream>();
-  private flushScheduled = false;
-  private writable = true;
   private nextStreamId = 1;
   private highestStreamId = 0;
   private lastReceivedAt = performance.now();
@@ -98,32 +91,28 @@ export class Session implements StreamHost, FrameHandler {
   streamsOpened = 0;
   /** Last measured round trip (ms), or -1. */
   rttMs = -1;
-  private readonly flushBound = () => this.flush();
   /** Unsent bytes read from streams' local sockets (see pendingChanged). */
   private pendingOut = 0;
   /** Streams stop reading their local sockets while pendingOut is over the budget. */
   readsPaused = false;
-  /** Resolves when the connection itself is closed (after close(), once the last staged bytes went out). */
-  readonly gone: Promise<void>;
-  private markGone!: () => void;
-  /** After close(): the timer that resets the connection if the peer does not close its side in time. */
-  private lingering: ReturnType<typeof setTimeout> | null = null;
-  /** Our FIN went out (after close(), once the last staged bytes were written). */
-  private finSent = false;
   /** The peer sent GOAWAY (acted on once). */
   private peerWentAway = false;
-  /** Bytes of replies to the peer (PONG, refusals) staged since the socket last accepted a write. */
-  private replyBacklog = 0;
 
   constructor(
-    private readonly socket: FrameSocket,
+    socket: FrameSocket,
     private readonly opts: SessionOptions,
     private readonly events: SessionEvents,
   ) {
     this.peerMaxFrame = opts.peerMaxFrame;
-    this.highWater = opts.highWaterBytes ?? 1024 * 1024;
+    this.writer = new FrameWriter(
+      socket,
+      opts.highWaterBytes ?? 1024 * 1024,
+      opts.controlQueueMaxBytes ?? CONTROL_REPLY_LIMIT_BYTES,
+      () => this.resumeBlocked(),
+      () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
+    );
+    this.encoder = this.writer.encoder;
     this.decoder = new FrameDecoder(this, { maxFrameBytes: opts.localMaxFrame });
-    this.gone = new Promise((resolve) => (this.markGone = resolve));
     if (opts.heartbeatIntervalMs > 0) {
       this.heartbeat = setInterval(() => this.tick(), opts.heartbeatIntervalMs);
       this.heartbeat.unref?.();
@@ -160,7 +149,7 @@ export class Session implements StreamHost, FrameHandler {
     this.streams.set(id, stream);
     this.streamsOpened++;
     this.encoder.open(id, open);
-    this.scheduleFlush();
+    this.writer.schedule();
     return stream;
   }
 
@@ -170,7 +159,7 @@ export class Session implements StreamHost, FrameHandler {
     if (!this.draining) {
       this.draining = true;
       this.encoder.goAway(this.highestStreamId, code);
-      this.scheduleFlush();
+      this.writer.schedule();
     }
   }
 
@@ -181,20 +170,15 @@ export class Session implements StreamHost, FrameHandler {
   close(error?: TunnelError, wireCode: number = WireCode.NO_ERROR): void {
     if (this.closed) return;
     if (error) this.encoder.goAway(this.highestStreamId, wireCode);
-    this.flush();
+    this.writer.flush();
     this.shutdown(error);
-    // Frames already staged (a stream's last DATA and FIN) must still reach the peer: finish writing them (on
-    // drain), then half-close and keep reading until the peer closes too. Not end(): Bun's end() closes the
-    // descriptor, and a frame the peer sends meanwhile (a WINDOW, a PING) would then be answered with RST, which
-    // discards whatever the kernel had not sent yet. A peer that does not close in time is reset.
-    this.lingering = setTimeout(() => this.socket.terminate(), LINGER_MS);
-    if (this.encoder.pendingBytes === 0) this.halfCloseSocket();
+    // Frames already staged (a stream's last DATA and FIN) still go out; then FIN, and wait for the peer's.
+    this.writer.linger();
   }
 
-  private halfCloseSocket(): void {
-    if (this.finSent) return;
-    this.finSent = true;
-    this.socket.shutdown();
+  /** Resolves when the connection itself is closed (after close(), once the last staged bytes went out). */
+  get gone(): Promise<void> {
+    return this.writer.gone;
   }
 
   // --- socket events (forwarded by the connection's SocketOwner, see sessionOwner) ---
@@ -209,17 +193,7 @@ export class Session implements StreamHost, FrameHandler {
 
   /** The connection can take more bytes. */
   drained(): void {
-    this.writable = true;
-    if (!this.closed) {
-      this.flush();
-      return;
-    }
-    const enc = this.encoder;
-    if (enc.pendingBytes > 0) {
-      const n = this.socket.write(enc.pending());
-      if (n > 0) enc.consume(n);
-    }
-    if (enc.pendingBytes === 0) this.halfCloseSocket();
+    this.writer.drained();
   }
 
   /** The peer sent GOAWAY: it opens no more streams here. */
@@ -239,9 +213,7 @@ export class Session implements StreamHost, FrameHandler {
 
   /** The connection is gone. */
   socketClosed(error?: Error): void {
-    if (this.lingering !== null) clearTimeout(this.lingering);
-    this.lingering = null;
-    this.markGone();
+    this.writer.socketClosed();
     if (this.closed) return;
     this.shutdown(new TunnelError("ERR_SESSION_CLOSED", error ? `connection lost: ${error.message}` : "connection closed"));
   }
@@ -249,7 +221,7 @@ export class Session implements StreamHost, FrameHandler {
   // --- StreamHost ---
 
   canSend(): boolean {
-    return this.writable && this.encoder.pendingBytes < this.highWater && !this.closed;
+    return !this.closed && this.writer.canAccept();
   }
 
   pendingChanged(delta: number): void {
@@ -267,18 +239,17 @@ export class Session implements StreamHost, FrameHandler {
 
   block(stream: Stream): void {
     this.blocked.add(stream);
-    this.scheduleFlush();
+    this.writer.schedule();
   }
 
   sendData(streamId: number, data: Uint8Array, offset: number, length: number): void {
     this.encoder.data(streamId, data, offset, length);
-    if (this.encoder.pendingBytes >= this.highWater) this.flush();
-    else this.scheduleFlush();
+    this.writer.flushIfFull();
   }
 
   sendFin(streamId: number): void {
     this.encoder.fin(streamId);
-    this.scheduleFlush();
+    this.writer.schedule();
   }
 
   sendRst(streamId: number, code: number): void {
@@ -425,49 +396,23 @@ export class Session implements StreamHost, FrameHandler {
 
   /** Before staging a control frame of our own (WINDOW, ACK, RST, PING, CONTROL). */
   private control(): void {
-    this.scheduleFlush();
+    this.writer.schedule();
   }
 
   /**
    * Before staging a reply the peer asked for (PONG, a refusal): a peer that keeps asking while it does not read
-   * (its replies pile up while our socket accepts nothing) is cut off. DATA and our own frames do not count.
+   * is cut off (see FrameWriter.reply). DATA and our own frames do not count.
    */
   private reply(bytes: number): void {
-    if (!this.writable) {
-      this.replyBacklog += bytes;
-      if (this.replyBacklog > (this.opts.controlQueueMaxBytes ?? CONTROL_REPLY_LIMIT_BYTES)) {
-        queueMicrotask(() => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")));
-      }
-    }
-    this.scheduleFlush();
+    this.writer.reply(bytes);
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.closed) return;
-    this.flushScheduled = true;
-    setImmediate(this.flushBound);
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.closed || !this.writable) return;
-    const enc = this.encoder;
-    if (enc.pendingBytes > 0) {
-      const n = this.socket.write(enc.pending());
-      if (n > 0) {
-        enc.consume(n);
-        this.replyBacklog = 0;
-      }
-      if (enc.pendingBytes > 0) {
-        this.writable = n >= 0 ? false : this.writable;
-        return;
-      }
-    }
-    if (this.blocked.size > 0) {
-      const streams = [...this.blocked];
-      this.blocked.clear();
-      for (const s of streams) s.pump();
-    }
+  /** Everything staged was written: streams that waited for room send again. */
+  private resumeBlocked(): void {
+    if (this.closed || this.blocked.size === 0) return;
+    const streams = [...this.blocked];
+    this.blocked.clear();
+    for (const s of streams) s.pump();
   }
 
   private tick(): void {
@@ -485,6 +430,7 @@ export class Session implements StreamHost, FrameHandler {
   private shutdown(error?: TunnelError): void {
     if (this.closed) return;
     this.closed = true;
+    this.writer.stop();
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     this.heartbeat = null;
     const code = error ? WireCode.CANCEL : WireCode.NO_ERROR;
