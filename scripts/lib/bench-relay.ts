@@ -8,6 +8,7 @@
  *   bun scripts/lib/bench-relay.ts LISTEN_PORT:TARGET_PORT [...]   (loopback; prints "ready" when listening)
  */
 import type { Socket } from "bun";
+import { flushQueue, writeOrQueue } from "../../test/support/write-queue.ts";
 
 interface Side {
   peer: Socket<Side> | null;
@@ -24,28 +25,12 @@ interface Side {
 const newSide = (): Side => ({ peer: null, queue: [], finPending: false, closed: false, early: [], earlyEnd: false });
 
 function send(dst: Socket<Side>, src: Socket<Side>, data: Uint8Array): void {
-  const q = dst.data.queue;
-  if (q.length === 0) {
-    const n = dst.write(data);
-    if (n >= data.byteLength) return;
-    q.push(data.subarray(Math.max(0, n)));
-  } else {
-    q.push(data);
-  }
-  src.pause();
+  if (!writeOrQueue(dst, dst.data.queue, data)) src.pause();
 }
 
 function drain(s: Socket<Side>): void {
   const st = s.data;
-  while (st.queue.length > 0) {
-    const head = st.queue[0] as Uint8Array;
-    const n = s.write(head);
-    if (n < head.byteLength) {
-      st.queue[0] = head.subarray(Math.max(0, n));
-      return;
-    }
-    st.queue.shift();
-  }
+  if (!flushQueue(s, st.queue)) return;
   if (st.finPending) {
     st.finPending = false;
     s.shutdown();

@@ -11,6 +11,7 @@
  * Talks to its parent over IPC: sends `{ports}` once, answers `{type:"stats"}` with `{active}` (open sockets).
  */
 import type { Socket } from "bun";
+import { flushQueue, writeOrQueue } from "../../test/support/write-queue.ts";
 
 interface SinkState {
   kind: "sink";
@@ -51,15 +52,7 @@ function pumpSource(s: Socket<State>): void {
 
 function flushEcho(s: Socket<State>): void {
   const st = s.data as EchoState;
-  while (st.queue.length > 0) {
-    const head = st.queue[0] as Uint8Array;
-    const n = s.write(head);
-    if (n < head.byteLength) {
-      st.queue[0] = head.subarray(Math.max(0, n));
-      return;
-    }
-    st.queue.shift();
-  }
+  if (!flushQueue(s, st.queue)) return;
   s.resume();
   if (st.ended) s.shutdown();
 }
@@ -89,15 +82,7 @@ function listenKind(kind: State["kind"]): number {
           st.lastMs = now;
           st.bytes += chunk.byteLength;
         } else if (st.kind === "echo") {
-          if (st.queue.length > 0) {
-            st.queue.push(chunk);
-            return;
-          }
-          const n = s.write(chunk);
-          if (n < chunk.byteLength) {
-            st.queue.push(chunk.subarray(Math.max(0, n)));
-            s.pause();
-          }
+          if (!writeOrQueue(s, st.queue, chunk)) s.pause();
         }
       },
       drain(s) {

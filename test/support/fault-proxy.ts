@@ -3,6 +3,7 @@
  * forwarding without FIN or RST) or cut (RST) connections. Backpressure is honoured in both directions.
  */
 import type { Socket } from "bun";
+import { flushQueue, writeOrQueue } from "./write-queue.ts";
 
 /** What the proxy does with bytes of a connection. */
 export type FaultMode = "pass" | "blackhole";
@@ -53,15 +54,7 @@ function forward(from: Side, chunk: Uint8Array): void {
       to.queue.push(chunk);
       return;
     }
-    if (to.queue.length > 0) {
-      to.queue.push(chunk);
-      return;
-    }
-    const n = to.sock.write(chunk);
-    if (n < chunk.byteLength) {
-      to.queue.push(chunk.subarray(Math.max(0, n)));
-      from.sock?.pause();
-    }
+    if (!writeOrQueue(to.sock, to.queue, chunk)) from.sock?.pause();
   };
   if (from.conn.delayMs > 0) setTimeout(send, from.conn.delayMs);
   else send();
@@ -70,15 +63,7 @@ function forward(from: Side, chunk: Uint8Array): void {
 function flush(side: Side): void {
   const s = side.sock;
   if (s === null) return;
-  while (side.queue.length > 0) {
-    const head = side.queue[0] as Uint8Array;
-    const n = s.write(head);
-    if (n < head.byteLength) {
-      side.queue[0] = head.subarray(Math.max(0, n));
-      return;
-    }
-    side.queue.shift();
-  }
+  if (!flushQueue(s, side.queue)) return;
   if (side.conn.mode === "pass") side.peer?.sock?.resume();
   if (side.peer?.ended) s.shutdown();
 }

@@ -4,6 +4,7 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { PatternSource, PatternVerifier } from "./pattern.ts";
+import { flushQueue, writeOrQueue } from "./write-queue.ts";
 
 /** A listener for tests. */
 export interface TestServer {
@@ -20,15 +21,7 @@ interface EchoState {
 
 function flushEcho(s: Socket<EchoState>): void {
   const st = s.data;
-  while (st.queue.length > 0) {
-    const head = st.queue[0] as Uint8Array;
-    const n = s.write(head);
-    if (n < head.byteLength) {
-      st.queue[0] = head.subarray(Math.max(0, n));
-      return;
-    }
-    st.queue.shift();
-  }
+  if (!flushQueue(s, st.queue)) return;
   s.resume();
   if (st.ended) s.shutdown();
 }
@@ -46,16 +39,7 @@ export function startEchoServer(): TestServer {
         s.data = { queue: [], ended: false };
       },
       data(s, chunk) {
-        const st = s.data;
-        if (st.queue.length > 0) {
-          st.queue.push(chunk);
-          return;
-        }
-        const n = s.write(chunk);
-        if (n < chunk.byteLength) {
-          st.queue.push(chunk.subarray(Math.max(0, n)));
-          s.pause();
-        }
+        if (!writeOrQueue(s, s.data.queue, chunk)) s.pause();
       },
       drain(s) {
         flushEcho(s);
