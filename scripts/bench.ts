@@ -7,7 +7,8 @@
  * this process. Every figure is measured on the direct path (visitor → target) and through each tunnel in the same
  * round, paths interleaved and their order rotated from round to round; the tables show medians with min–max and
  * the ratio tunnel/direct of the medians. Memory and CPU come from /proc/<pid>/status (VmRSS) and
- * /proc/<pid>/stat (utime + stime). iperf3 and wrk are used as extra comparisons when installed.
+ * /proc/<pid>/stat (utime + stime). iperf3 and wrk are used as extra comparisons when installed, over the direct
+ * path, the tunnel and (with openssh-server and openssh-client installed) a throwaway `sshd` + `ssh -R` tunnel.
  *
  * Options: --quick (under a minute), --json (JSON document on stdout, the tables on stderr), --rounds=N,
  * --idle-streams=N, --bin=PATH (a compiled binary instead of the sources), --no-extras, --no-tls, --no-memory,
@@ -15,7 +16,8 @@
  * plaintext pair run from DIR/src/main.ts, another checkout, interleaved with the rest: A/B of a change),
  * --src=DIR (run the plaintext and TLS pairs from DIR/src/main.ts instead of this checkout), --ceiling (adds a
  * reference path through two minimal relays, scripts/lib/bench-relay.ts: what two Bun processes in the path
- * can reach here without any tunnel logic),
+ * can reach here without any tunnel logic; with socat installed also through two chains of socat relays, the same
+ * hops in C),
  * --tunnel-env=K=V,K=V (extra variables for the plaintext and TLS pairs, not the baseline: A/B of a setting).
  * Nothing here asserts a figure: the targets section only reports met / not met.
  */
@@ -26,6 +28,7 @@ import { randomBytes } from "node:crypto";
 import type { Subprocess } from "bun";
 import { sourceCommand, spawnRole, type RoleProcess } from "./lib/roles.ts";
 import { connRate, download, echoLatency, holdIdle, upload, type Throughput } from "./lib/bench-load.ts";
+import { iperfExtra, sshMissing, startSocatRelays, startSshTunnel, wrkExtra, type Extra, type Tracker } from "./lib/bench-extras.ts";
 
 // --- options ---
 
@@ -54,6 +57,7 @@ const PACED_RATE = 1000;
 const CONN_WORKERS = 16;
 const PARALLEL = 8;
 const MiB = 1024 * 1024;
+const SSH = "ssh -R";
 
 const out = (s = "") => (JSON_OUT ? process.stderr : process.stdout).write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(`${s}\n`);
@@ -64,6 +68,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const children = new Set<Subprocess>();
 const roles = new Set<RoleProcess>();
 const tmpDirs: string[] = [];
+const track: Tracker = { add: (p) => children.add(p), delete: (p) => children.delete(p), tmpDir: (d) => tmpDirs.push(d) };
 let cleaning: Promise<void> | null = null;
 
 function cleanup(): Promise<void> {
@@ -462,55 +467,6 @@ function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }
 
-// --- extras: iperf3, wrk, ssh -R ---
-
-interface Extra {
-  name: string;
-  tool: string;
-  run(port: number): Promise<Record<string, number>>;
-}
-
-async function runTool(args: string[], timeoutMs: number): Promise<string> {
-  const p = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  children.add(p);
-  const t = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
-  const [text, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(t);
-  children.delete(p);
-  if (code !== 0) throw new Error(`${args[0]} exited ${code}: ${(err || text).trim().split("\n").slice(-1)[0]}`);
-  return text;
-}
-
-function iperfExtra(label: string, extraArgs: string[]): Extra {
-  const secs = QUICK ? 1 : 2;
-  return {
-    name: `iperf3 ${label}`,
-    tool: "iperf3",
-    async run(port) {
-      const j = JSON.parse(await runTool(["iperf3", "-c", "127.0.0.1", "-p", String(port), "-t", String(secs), "-J", ...extraArgs], 30_000));
-      const bps = j.end?.sum_received?.bits_per_second;
-      if (typeof bps !== "number") throw new Error(`iperf3 gave no result${j.error ? `: ${j.error}` : ""}`);
-      return { "Gbit/s": bps / 1e9 };
-    },
-  };
-}
-
-const wrkExtra: Extra = {
-  name: "wrk 16 connections, keep-alive",
-  tool: "wrk",
-  async run(port) {
-    const text = await runTool(["wrk", "-t1", "-c16", `-d${QUICK ? 1 : 2}s`, "--latency", `http://127.0.0.1:${port}/`], 30_000);
-    const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-    const us = (re: RegExp) => {
-      const m = re.exec(text);
-      if (!m) return NaN;
-      const v = Number(m[1]);
-      return m[2] === "ms" ? v * 1000 : m[2] === "s" ? v * 1e6 : v;
-    };
-    return { "req/s": num(/Requests\/sec:\s+([\d.]+)/), "p50 µs": us(/50%\s+([\d.]+)(us|ms|s)/), "p99 µs": us(/99%\s+([\d.]+)(us|ms|s)/) };
-  },
-};
-
 // --- main ---
 
 interface Summary {
@@ -573,6 +529,12 @@ async function main(): Promise<Summary> {
   if (CEILING) {
     const relays = await startRelays(target);
     paths.push({ name: "2 plain relays", ports: relays.ports, pair: relays.procs });
+    try {
+      const { iperf: _, ...services } = target.ports;
+      paths.push({ name: "2 socat relays", ports: (await startSocatRelays(track, services, freePort)) as Ports, pair: null });
+    } catch (e) {
+      notes.push(`socat reference path not available: ${(e as Error).message}`);
+    }
   }
   for (let round = 0; round < ROUNDS; round++) {
     const t0 = performance.now();
@@ -593,29 +555,35 @@ async function main(): Promise<Summary> {
   // Extras, interleaved direct / tunnel like the rest.
   const extras: Record<string, Record<string, Record<string, number[]>>> = {};
   const extraNotes: string[] = [];
+  const extraPaths: [string, Partial<Ports>][] = [["direct", target.ports], [plain.name, plain.routes]];
   if (!EXTRAS) extraNotes.push("extra comparisons skipped (--no-extras)");
   else {
     const list: [Extra, Service][] = [];
+    const secs = QUICK ? 1 : 2;
     if (iperf3 && target.ports.iperf) {
-      list.push([iperfExtra("1 stream", []), "iperf"], [iperfExtra("1 stream -R", ["-R"]), "iperf"]);
-      list.push([iperfExtra(`-P ${PARALLEL}`, ["-P", String(PARALLEL)]), "iperf"]);
+      list.push([iperfExtra(track, "1 stream", [], secs), "iperf"], [iperfExtra(track, "1 stream -R", ["-R"], secs), "iperf"]);
+      list.push([iperfExtra(track, `-P ${PARALLEL}`, ["-P", String(PARALLEL)], secs), "iperf"]);
     } else extraNotes.push("iperf3: skipped, not installed (apt-get install iperf3)");
-    if (Bun.which("wrk")) list.push([wrkExtra, "http"]);
+    if (Bun.which("wrk")) list.push([wrkExtra(track, secs), "http"]);
     else extraNotes.push("wrk: skipped, not installed (apt-get install wrk)");
-    const sshd = Bun.which("sshd") ?? Bun.which("sshd", { PATH: "/usr/sbin:/sbin" });
-    extraNotes.push(
-      !Bun.which("ssh")
-        ? "ssh -R: skipped, ssh not installed"
-        : !sshd
-          ? "ssh -R: skipped, no sshd on this machine (apt-get install openssh-server); see reference/anchors.md for its figures here"
-          : "ssh -R: skipped, running a throwaway sshd is not implemented; see reference/anchors.md for its figures here",
-    );
+    const sshWhy = sshMissing();
+    if (sshWhy) extraNotes.push(sshWhy);
+    else {
+      try {
+        const forward: Record<string, number> = { http: target.ports.http };
+        if (target.ports.iperf) forward.iperf = target.ports.iperf;
+        const fwd = await startSshTunnel(track, forward, freePort);
+        extraPaths.push([SSH, fwd as Partial<Ports>]);
+        extraNotes.push("ssh -R: a throwaway OpenSSH sshd on loopback and one `ssh -N -R` client, default cipher and settings");
+      } catch (e) {
+        extraNotes.push(`ssh -R: skipped, ${(e as Error).message}`);
+      }
+    }
     const extraRounds = QUICK ? 1 : 2;
-    const extraPaths: [string, Ports][] = [["direct", target.ports], [plain.name, plain.routes]];
     for (let round = 0; round < extraRounds; round++) {
       for (const [extra, service] of list) {
         for (let i = 0; i < extraPaths.length; i++) {
-          const [pname, ports] = extraPaths[(i + round) % extraPaths.length] as [string, Ports];
+          const [pname, ports] = extraPaths[(i + round) % extraPaths.length] as [string, Partial<Ports>];
           const port = ports[service];
           if (port === undefined) continue;
           try {
@@ -710,14 +678,21 @@ async function main(): Promise<Summary> {
   if (Object.keys(extras).length > 0 || extraNotes.length > 0) {
     out("\n## Extra comparisons (median (min–max))\n");
     const xrows: string[][] = [];
+    const others = extraPaths.slice(1).map(([n]) => n);
     for (const [name, metrics] of Object.entries(extras)) {
       for (const [metric, byPath] of Object.entries(metrics)) {
         const d = median(byPath.direct ?? []);
-        const t = median(byPath[plain.name] ?? []);
-        xrows.push([`${name}: ${metric}`, cell(byPath.direct), cell(byPath[plain.name]), Number.isFinite(t / d) ? `${(t / d).toFixed(2)}×` : "–"]);
+        xrows.push([
+          `${name}: ${metric}`,
+          cell(byPath.direct),
+          ...others.flatMap((o) => {
+            const r = median(byPath[o] ?? []) / d;
+            return [cell(byPath[o]), Number.isFinite(r) ? `${r.toFixed(2)}×` : "–"];
+          }),
+        ]);
       }
     }
-    if (xrows.length > 0) out(table(["figure", "direct", plain.name, "ratio"], xrows));
+    if (xrows.length > 0) out(table(["figure", "direct", ...others.flatMap((o) => [o, "ratio"])], xrows));
     for (const n of extraNotes) out(`- ${n}`);
     Object.assign(extraOut, extras, { notes: extraNotes });
   }
