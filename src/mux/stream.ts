@@ -9,15 +9,12 @@
 import type { OpenPayload } from "../protocol/frame-decoder.ts";
 import { WireCode } from "../protocol/constants.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
+import { InboundQueue } from "./inbound-queue.ts";
+import type { StreamHost } from "./stream-host.ts";
+
+export type { StreamHost } from "./stream-host.ts";
 
 /** The part of a Bun socket a stream uses (structurally satisfied by `Socket`). */
-/** Queued views at least this long (and at least a quarter of their chunk) are kept; smaller ones are copied. */
-const KEEP_VIEW_MIN_BYTES = 16 * 1024;
-/** Size of the buffer small queued payloads are copied into. */
-const TAIL_BYTES = 64 * 1024;
-/** First tail buffer of a backlog. */
-const TAIL_MIN_BYTES = 4 * 1024;
-
 export interface LocalSocket {
   write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
   pause(): void;
@@ -27,30 +24,10 @@ export interface LocalSocket {
   terminate(): void;
 }
 
-/** What a stream needs from its session (implemented by Session). */
-export interface StreamHost {
-  /** True while the session's staging buffer is below its high-water mark. */
-  canSend(): boolean;
-  /** Parks a stream until the session can send again; `pump()` is called then. */
-  block(stream: Stream): void;
-  sendData(streamId: number, data: Uint8Array, offset: number, length: number): void;
-  sendFin(streamId: number): void;
-  sendRst(streamId: number, code: number): void;
-  sendWindow(streamId: number, increment: number): void;
-  sendAck(streamId: number): void;
-  /** Peer's max DATA payload. */
-  readonly peerMaxFrame: number;
-  /** True while the session holds too many unsent local bytes: every stream stops reading its local socket. */
-  readonly readsPaused: boolean;
-  /** A stream's unsent local bytes changed by `delta` (the session keeps the total bounded). */
-  pendingChanged(delta: number): void;
-  /** The stream finished (both FINs done, or reset); drop it from the table. */
-  streamDone(stream: Stream, code: number | null): void;
-}
-
 /** How a stream ended: null while open, "fin" when both sides finished cleanly, otherwise the wire code. */
 export type StreamEnd = null | "fin" | number;
 
+/** One stream, created by its session: the session feeds it frames (handleX), its local socket events (onX). */
 export class Stream implements SocketOwner {
   /** The local socket, once attached (the agent attaches after dialing the target). */
   local: LocalSocket | null = null;
@@ -63,11 +40,8 @@ export class Stream implements SocketOwner {
   private readonly creditThreshold: number;
   /** A local chunk (or its unsent tail) waiting for credit or session room. */
   private outPending: Uint8Array | null = null;
-  /** Peer bytes waiting for the local socket (views of received chunks). */
-  private inQueue: Uint8Array[] = [];
-  /** Buffer that small queued payloads are copied into (see enqueue), and how much of it is used. */
-  private tail: Uint8Array | null = null;
-  private tailUsed = 0;
+  /** Peer bytes waiting for the local socket (views of received chunks, or copies: see InboundQueue). */
+  private readonly inQueue = new InboundQueue();
   private paused = false;
   private localEof = false;
   private finSent = false;
@@ -102,9 +76,7 @@ export class Stream implements SocketOwner {
 
   /** Bytes of peer data held in memory waiting for the local socket. */
   get queuedBytes(): number {
-    let n = 0;
-    for (const b of this.inQueue) n += b.byteLength;
-    return n;
+    return this.inQueue.bytes;
   }
 
   /** Attaches the local socket and flushes whatever the peer sent meanwhile. */
@@ -199,7 +171,7 @@ export class Stream implements SocketOwner {
 
   // --- frames from the peer ---
 
-  /** DATA from the peer (a view of the received chunk). Returns false on a flow-control violation (stream reset). */
+  /** DATA from the peer (a view of the received chunk). A flow-control violation resets the stream. */
   handleData(payload: Uint8Array): void {
     if (this.end !== null) return;
     const len = payload.byteLength;
@@ -217,40 +189,10 @@ export class Stream implements SocketOwner {
     if (this.local !== null && this.inQueue.length === 0) {
       const n = this.writeLocal(payload);
       if (n < 0) return; // reset
-      if (n < len) this.enqueue(payload.subarray(n));
+      if (n < len) this.inQueue.push(payload.subarray(n));
     } else {
-      this.enqueue(payload);
+      this.inQueue.push(payload);
     }
-  }
-
-  /**
-   * Queues peer bytes for the local socket. A view pins its whole received chunk (up to 512 KiB), so only views
-   * that are a large part of their chunk are kept; smaller ones are copied into a shared tail buffer. Memory held
-   * is then at most about 4× the window plus one tail buffer, whatever frame sizes the peer picks.
-   */
-  private enqueue(payload: Uint8Array): void {
-    const len = payload.byteLength;
-    const q = this.inQueue;
-    if (len >= KEEP_VIEW_MIN_BYTES && len * 4 >= payload.buffer.byteLength) {
-      q.push(payload);
-      this.tail = null;
-      return;
-    }
-    let tail = this.tail;
-    if (tail === null || this.tailUsed + len > tail.byteLength) {
-      // Start small (usually one early write before the target is connected) and double up to TAIL_BYTES.
-      tail = new Uint8Array(Math.max(len, Math.min(TAIL_BYTES, 2 * (tail?.byteLength ?? TAIL_MIN_BYTES / 2))));
-      this.tail = tail;
-      this.tailUsed = 0;
-    }
-    tail.set(payload, this.tailUsed);
-    const last = q[q.length - 1];
-    if (last !== undefined && last.buffer === tail.buffer && last.byteOffset + last.byteLength === this.tailUsed) {
-      q[q.length - 1] = tail.subarray(last.byteOffset, this.tailUsed + len); // grow the last entry in place
-    } else {
-      q.push(tail.subarray(this.tailUsed, this.tailUsed + len));
-    }
-    this.tailUsed += len;
   }
 
   handleWindow(increment: number): void {
@@ -314,18 +256,16 @@ export class Stream implements SocketOwner {
     if (this.local === null || this.end !== null) return;
     const q = this.inQueue;
     while (q.length > 0) {
-      const head = q[0] as Uint8Array;
+      const head = q.head();
       const n = this.writeLocal(head);
       if (n < 0) return; // reset
       if (n < head.byteLength) {
-        q[0] = head.subarray(n);
+        q.replaceHead(head.subarray(n));
         return;
       }
       q.shift();
     }
-    // Nothing queued refers to the tail buffer any more: let it go (an idle stream holds no buffer).
-    this.tail = null;
-    this.tailUsed = 0;
+    q.releaseTail();
     if (this.remoteFin && !this.shutdownSent) {
       this.shutdownSent = true;
       if (!this.localClosed) this.local.shutdown();
@@ -348,8 +288,7 @@ export class Stream implements SocketOwner {
     this.end = code;
     if (this.outPending !== null) this.host.pendingChanged(-this.outPending.byteLength);
     this.outPending = null;
-    this.inQueue = [];
-    this.tail = null;
+    this.inQueue.clear();
     if (sendRst) this.host.sendRst(this.id, code);
     if (this.local !== null && !this.localClosed) this.local.terminate();
     this.host.streamDone(this, code);

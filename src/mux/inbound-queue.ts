@@ -1,0 +1,88 @@
+/**
+ * The bytes the peer sent on one stream that its local socket has not taken yet (a Stream's `inQueue`), oldest first.
+ */
+
+/** Queued views at least this long (and at least a quarter of their chunk) are kept; smaller ones are copied. */
+const KEEP_VIEW_MIN_BYTES = 16 * 1024;
+/** Size of the buffer small queued payloads are copied into. */
+const TAIL_BYTES = 64 * 1024;
+/** First tail buffer of a backlog. */
+const TAIL_MIN_BYTES = 4 * 1024;
+
+/**
+ * Peer bytes waiting for a stream's local socket. A view pins its whole received chunk (up to 512 KiB), so only
+ * views that are a large part of their chunk are kept; smaller ones are copied into a shared tail buffer. Memory held
+ * is then at most about 4× the window plus one tail buffer, whatever frame sizes the peer picks. Never throws.
+ */
+export class InboundQueue {
+  /** Queued views (of received chunks or of the tail buffer), oldest first. */
+  private views: Uint8Array[] = [];
+  /** Buffer that small queued payloads are copied into (see push), and how much of it is used. */
+  private tail: Uint8Array | null = null;
+  private tailUsed = 0;
+
+  /** Number of queued views (0 when nothing waits). */
+  get length(): number {
+    return this.views.length;
+  }
+
+  /** Bytes held, in all queued views. */
+  get bytes(): number {
+    let n = 0;
+    for (const b of this.views) n += b.byteLength;
+    return n;
+  }
+
+  /** Queues peer bytes: `payload` (a view of a received chunk) is either kept as is or copied (see the class). */
+  push(payload: Uint8Array): void {
+    const len = payload.byteLength;
+    const q = this.views;
+    if (len >= KEEP_VIEW_MIN_BYTES && len * 4 >= payload.buffer.byteLength) {
+      q.push(payload);
+      this.tail = null;
+      return;
+    }
+    let tail = this.tail;
+    if (tail === null || this.tailUsed + len > tail.byteLength) {
+      // Start small (usually one early write before the target is connected) and double up to TAIL_BYTES.
+      tail = new Uint8Array(Math.max(len, Math.min(TAIL_BYTES, 2 * (tail?.byteLength ?? TAIL_MIN_BYTES / 2))));
+      this.tail = tail;
+      this.tailUsed = 0;
+    }
+    tail.set(payload, this.tailUsed);
+    const last = q[q.length - 1];
+    if (last !== undefined && last.buffer === tail.buffer && last.byteOffset + last.byteLength === this.tailUsed) {
+      q[q.length - 1] = tail.subarray(last.byteOffset, this.tailUsed + len); // grow the last entry in place
+    } else {
+      q.push(tail.subarray(this.tailUsed, this.tailUsed + len));
+    }
+    this.tailUsed += len;
+  }
+
+  /** The oldest view; only while length > 0. */
+  head(): Uint8Array {
+    return this.views[0] as Uint8Array;
+  }
+
+  /** The local socket took part of the oldest view: `rest` (its unwritten end) stays in front. */
+  replaceHead(rest: Uint8Array): void {
+    this.views[0] = rest;
+  }
+
+  /** The local socket took all of the oldest view. */
+  shift(): void {
+    this.views.shift();
+  }
+
+  /** Nothing queued refers to the tail buffer any more: let it go (an idle stream holds no buffer). */
+  releaseTail(): void {
+    this.tail = null;
+    this.tailUsed = 0;
+  }
+
+  /** Drops everything queued (the stream ended). */
+  clear(): void {
+    this.views = [];
+    this.tail = null;
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * The state and lifecycle of a session (SPEC.md §2): the stream table and stream ids, opening streams, GOAWAY,
+ * close, liveness (PING every heartbeat interval, the keepalive timeout), the per-connection read budget, and the
+ * StreamHost side that streams send through. Session (session.ts) adds the inbound side: the decoder and one
+ * handler per frame type.
+ *
+ * Writes go through a FrameWriter (frame-writer.ts): staged, written once per event-loop turn, with backpressure.
+ * Streams stop sending (and pause their local socket) while the staging buffer is above the high-water mark, so
+ * memory is bounded; control frames bypass that gate but a peer that makes replies pile up is disconnected.
+ */
+import type { OpenPayload } from "../protocol/frame-decoder.ts";
+import type { FrameEncoder } from "../protocol/frame-encoder.ts";
+import { MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
+import { isValidOpenPayload } from "../protocol/open-payload.ts";
+import { TunnelError } from "../errors.ts";
+import { encodeControl, type ControlMessage } from "../protocol/control.ts";
+import { Stream, type LocalSocket } from "./stream.ts";
+import type { StreamHost } from "./stream-host.ts";
+import { FrameWriter, type FrameSocket } from "./frame-writer.ts";
+import type { SessionEvents, SessionOptions } from "./session-options.ts";
+
+/** Default bound on replies staged while the peer does not read (TUNNEL_CONTROL_QUEUE_MAX_BYTES). */
+const CONTROL_REPLY_LIMIT_BYTES = 262_144;
+/**
+ * Unsent bytes that streams' local sockets may have delivered on one session before every stream stops reading:
+ * without it, each of thousands of visitors could park one 512 KiB read while the connection is backed up.
+ */
+const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Everything of a session but the inbound frame handlers: only Session (session.ts) extends it, and only Session is
+ * constructed. Protected members are what those handlers use.
+ */
+export abstract class SessionCore implements StreamHost {
+  readonly streams = new Map<number, Stream>();
+  readonly peerMaxFrame: number;
+  private readonly writer: FrameWriter;
+  /** The writer's staging encoder (frames are appended here). */
+  protected readonly encoder: FrameEncoder;
+  private blocked = new Set<Stream>();
+  private nextStreamId = 1;
+  protected highestStreamId = 0;
+  protected lastReceivedAt = performance.now();
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private readonly pingScratch = new Uint8Array(8);
+  /** No new streams (we or the peer sent GOAWAY, or ids ran out). */
+  draining = false;
+  closed = false;
+  /** Streams ever opened on this session. */
+  streamsOpened = 0;
+  /** Last measured round trip (ms), or -1. */
+  rttMs = -1;
+  /** Unsent bytes read from streams' local sockets (see pendingChanged). */
+  private pendingOut = 0;
+  /** Streams stop reading their local sockets while pendingOut is over the budget. */
+  readsPaused = false;
+  /** The peer sent GOAWAY (acted on once). */
+  protected peerWentAway = false;
+
+  constructor(
+    socket: FrameSocket,
+    protected readonly opts: SessionOptions,
+    protected readonly events: SessionEvents,
+  ) {
+    this.peerMaxFrame = opts.peerMaxFrame;
+    this.writer = new FrameWriter(
+      socket,
+      opts.highWaterBytes ?? 1024 * 1024,
+      opts.controlQueueMaxBytes ?? CONTROL_REPLY_LIMIT_BYTES,
+      () => this.resumeBlocked(),
+      () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
+    );
+    this.encoder = this.writer.encoder;
+    if (opts.heartbeatIntervalMs > 0) {
+      this.heartbeat = setInterval(() => this.tick(), opts.heartbeatIntervalMs);
+      this.heartbeat.unref?.();
+    }
+  }
+
+  /** Open streams. */
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  // --- server: opening streams ---
+
+  /**
+   * Opens a stream to the agent for a visitor socket (server only). Returns null if the session is draining,
+   * closed, or out of stream ids (then it starts draining).
+   */
+  openStream(local: LocalSocket, open: OpenPayload): Stream | null {
+    // At the cap the visitor goes to another connection (or is refused): never more than maxStreams open here.
+    if (this.closed || this.draining || this.streams.size >= this.opts.maxStreams) return null;
+    const id = this.nextStreamId;
+    if (id > MAX_STREAM_ID) {
+      this.goAway(WireCode.STREAM_IDS_EXHAUSTED);
+      return null;
+    }
+    // Validate before any state changes: an address the OPEN cannot carry is sent as unknown.
+    if (!isValidOpenPayload(open)) open = { ...open, visitorAddress: "", visitorPort: 0, routeAddress: "", routePort: 0 };
+    if (!isValidOpenPayload(open)) return null;
+    this.nextStreamId = id + 1;
+    this.highestStreamId = id;
+    const stream = new Stream(id, this, this.opts.peerWindow, this.opts.localWindow, open);
+    stream.local = local;
+    stream.updateReading();
+    this.streams.set(id, stream);
+    this.streamsOpened++;
+    this.encoder.open(id, open);
+    this.writer.schedule();
+    return stream;
+  }
+
+  /** Sends GOAWAY (no new streams); existing streams go on. */
+  goAway(code: number): void {
+    if (this.closed) return;
+    if (!this.draining) {
+      this.draining = true;
+      this.encoder.goAway(this.highestStreamId, code);
+      this.writer.schedule();
+    }
+  }
+
+  /** Sends a CONTROL message (aside connections). */
+  sendControl(msg: ControlMessage): void {
+    if (this.closed) return;
+    this.control();
+    this.encoder.control(encodeControl(msg));
+  }
+
+  /**
+   * Closes the session. With an error, sends GOAWAY with its wire code first. Streams are aborted.
+   * Safe to call more than once.
+   */
+  close(error?: TunnelError, wireCode: number = WireCode.NO_ERROR): void {
+    if (this.closed) return;
+    if (error) this.encoder.goAway(this.highestStreamId, wireCode);
+    this.writer.flush();
+    this.shutdown(error);
+    // Frames already staged (a stream's last DATA and FIN) still go out; then FIN, and wait for the peer's.
+    this.writer.linger();
+  }
+
+  /** Resolves when the connection itself is closed (after close(), once the last staged bytes went out). */
+  get gone(): Promise<void> {
+    return this.writer.gone;
+  }
+
+  // --- socket events (forwarded by the connection's SocketOwner, see sessionOwner; receive() is in Session) ---
+
+  /** The connection can take more bytes. */
+  drained(): void {
+    this.writer.drained();
+  }
+
+  /** The peer sent GOAWAY: it opens no more streams here. */
+  get peerGoneAway(): boolean {
+    return this.peerWentAway;
+  }
+
+  /** How long since the peer last sent anything (ms). */
+  get silentForMs(): number {
+    return performance.now() - this.lastReceivedAt;
+  }
+
+  /** The peer sent FIN: no more frames can arrive, so the session ends. */
+  peerEnded(): void {
+    this.close(new TunnelError("ERR_SESSION_CLOSED", "peer closed the connection"));
+  }
+
+  /** The connection is gone. */
+  socketClosed(error?: Error): void {
+    this.writer.socketClosed();
+    if (this.closed) return;
+    this.shutdown(new TunnelError("ERR_SESSION_CLOSED", error ? `connection lost: ${error.message}` : "connection closed"));
+  }
+
+  // --- StreamHost ---
+
+  canSend(): boolean {
+    return !this.closed && this.writer.canAccept();
+  }
+
+  pendingChanged(delta: number): void {
+    this.pendingOut += delta;
+    const budget = PENDING_OUT_BUDGET_BYTES;
+    if (!this.readsPaused && this.pendingOut > budget) this.setReadsPaused(true);
+    else if (this.readsPaused && this.pendingOut <= budget / 2) this.setReadsPaused(false);
+  }
+
+  /** Over budget: every stream stops reading (O(streams), only when the budget is crossed, with hysteresis). */
+  private setReadsPaused(paused: boolean): void {
+    this.readsPaused = paused;
+    for (const s of this.streams.values()) s.updateReading();
+  }
+
+  block(stream: Stream): void {
+    this.blocked.add(stream);
+    this.writer.schedule();
+  }
+
+  sendData(streamId: number, data: Uint8Array, offset: number, length: number): void {
+    this.encoder.data(streamId, data, offset, length);
+    this.writer.flushIfFull();
+  }
+
+  sendFin(streamId: number): void {
+    this.encoder.fin(streamId);
+    this.writer.schedule();
+  }
+
+  sendRst(streamId: number, code: number): void {
+    this.control();
+    this.encoder.rst(streamId, code);
+  }
+
+  sendWindow(streamId: number, increment: number): void {
+    this.control();
+    this.encoder.window(streamId, increment);
+  }
+
+  sendAck(streamId: number): void {
+    this.control();
+    this.encoder.ack(streamId);
+  }
+
+  streamDone(stream: Stream, code: number | null): void {
+    if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    this.events.onStreamEnd?.(stream, code);
+  }
+
+  // --- internals ---
+
+  protected protocolError(err: TunnelError): void {
+    const code =
+      err.code === "ERR_FRAME_SIZE"
+        ? WireCode.FRAME_SIZE_ERROR
+        : err.code === "ERR_CONTROL_FLOOD"
+          ? WireCode.ENHANCE_YOUR_CALM
+          : err.code === "ERR_KEEPALIVE_TIMEOUT"
+            ? WireCode.KEEPALIVE_TIMEOUT
+            : WireCode.PROTOCOL_ERROR;
+    this.close(err, code);
+  }
+
+  /** Before staging a control frame of our own (WINDOW, ACK, RST, PING, CONTROL). */
+  private control(): void {
+    this.writer.schedule();
+  }
+
+  /**
+   * Before staging a reply the peer asked for (PONG, a refusal): a peer that keeps asking while it does not read
+   * is cut off (see FrameWriter.reply). DATA and our own frames do not count.
+   */
+  protected reply(bytes: number): void {
+    this.writer.reply(bytes);
+  }
+
+  /** Everything staged was written: streams that waited for room send again. */
+  private resumeBlocked(): void {
+    if (this.closed || this.blocked.size === 0) return;
+    const streams = [...this.blocked];
+    this.blocked.clear();
+    for (const s of streams) s.pump();
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    if (now - this.lastReceivedAt > this.opts.heartbeatTimeoutMs) {
+      this.protocolError(new TunnelError("ERR_KEEPALIVE_TIMEOUT"));
+      return;
+    }
+    new DataView(this.pingScratch.buffer).setFloat64(0, now);
+    this.control();
+    this.encoder.ping(this.pingScratch);
+  }
+
+  private shutdown(error?: TunnelError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.writer.stop();
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    const code = error ? WireCode.CANCEL : WireCode.NO_ERROR;
+    for (const s of [...this.streams.values()]) s.abort(code);
+    this.streams.clear();
+    this.blocked.clear();
+    this.events.onClose(error);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What a session's role (agent or server) hands it: the settings (SessionOptions) and the callbacks (SessionEvents).
+ */
+import type { TunnelError } from "../errors.ts";
+import type { ControlMessage } from "../protocol/control.ts";
+import type { Stream } from "./stream.ts";
+
+/** Session settings (negotiated windows come from the handshake). */
+export interface SessionOptions {
+  role: "server" | "agent";
+  /** Per-stream window we grant the peer (bytes). */
+  localWindow: number;
+  /** Per-stream window the peer granted us (bytes). */
+  peerWindow: number;
+  /** Largest DATA payload we accept. */
+  localMaxFrame: number;
+  /** Largest DATA payload the peer accepts. */
+  peerMaxFrame: number;
+  /** Concurrent streams allowed; excess OPENs are refused with REFUSED_STREAM. */
+  maxStreams: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  /** Staging bytes above which streams stop sending (default 1 MiB). */
+  highWaterBytes?: number;
+  /**
+   * Bytes of replies (PONG, REFUSED_STREAM) a peer may make us stage while our socket accepts nothing; past this it
+   * is disconnected with ENHANCE_YOUR_CALM: it asks but does not read. Default 256 KiB.
+   */
+  controlQueueMaxBytes?: number;
+  /** Aside connections only: CONTROL frames are allowed (elsewhere they are a protocol error). */
+  acceptControl?: boolean;
+}
+
+/** Callbacks from a session to its role. */
+export interface SessionEvents {
+  /** Agent only: the server opened a stream. The callee attaches a target or resets it. */
+  onOpen?(stream: Stream): void;
+  /** Server only: the agent acknowledged a stream (target connected). */
+  onAck?(stream: Stream): void;
+  /** A stream ended (`code` null for a clean finish). */
+  onStreamEnd?(stream: Stream, code: number | null): void;
+  /** The peer sent GOAWAY: no new streams on this session. */
+  onGoAway?(code: number): void;
+  /** A valid CONTROL message arrived (aside connections only). */
+  onControl?(msg: ControlMessage): void;
+  /** A PONG arrived; round trip in ms. */
+  onRtt?(ms: number): void;
+  /** The session is closed (once). `error` is set unless it was a clean close. */
+  onClose(error?: TunnelError): void;
+}
