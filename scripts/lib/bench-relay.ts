@@ -1,14 +1,15 @@
 /**
  * A minimal TCP relay for the benchmark's reference path (`npm run bench -- --ceiling`): no framing, no
  * multiplexing, one outgoing connection per incoming one, backpressure both ways (pause the source while the
- * destination has a queue), FIN forwarded after the queue drained. Two of these in a chain have the same process
- * count and socket hops as server + agent, so their figures bound what any tunnel built of two Bun processes can
- * reach on this machine.
+ * destination has a queue), FIN forwarded after the queue drained, a read's memory released once written whole
+ * (as the tunnel does). Two of these in a chain have the same process count and socket hops as server + agent, so
+ * their figures bound what any tunnel built of two Bun processes can reach on this machine.
  *
  *   bun scripts/lib/bench-relay.ts LISTEN_PORT:TARGET_PORT [...]   (loopback; prints "ready" when listening)
  */
 import type { Socket } from "bun";
 import { flushQueue, writeOrQueue } from "../../test/support/write-queue.ts";
+import { releaseChunk } from "../../src/transport/read-buffer.ts";
 
 interface Side {
   peer: Socket<Side> | null;
@@ -25,7 +26,9 @@ interface Side {
 const newSide = (): Side => ({ peer: null, queue: [], finPending: false, closed: false, early: [], earlyEnd: false });
 
 function send(dst: Socket<Side>, src: Socket<Side>, data: Uint8Array): void {
-  if (!writeOrQueue(dst, dst.data.queue, data)) src.pause();
+  // Written whole: free the read now, as the tunnel does (src/transport/read-buffer.ts).
+  if (writeOrQueue(dst, dst.data.queue, data)) releaseChunk(data);
+  else src.pause();
 }
 
 function drain(s: Socket<Side>): void {

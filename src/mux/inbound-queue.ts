@@ -15,6 +15,11 @@ const TAIL_MIN_BYTES = 4 * 1024;
  * is then at most about 4× the window plus one tail buffer, whatever frame sizes the peer picks. Never throws.
  */
 export class InboundQueue {
+  /**
+   * Count of views of received chunks kept by any queue, ever. A session compares it before and after decoding a
+   * chunk: unchanged means nothing holds a view of that chunk, so its memory can be released at once.
+   */
+  static keptViews = 0;
   /** Queued views (of received chunks or of the tail buffer), oldest first. */
   private views: Uint8Array[] = [];
   /** Buffer that small queued payloads are copied into (see push), and how much of it is used. */
@@ -40,6 +45,7 @@ export class InboundQueue {
     if (len >= KEEP_VIEW_MIN_BYTES && len * 4 >= payload.buffer.byteLength) {
       q.push(payload);
       this.tail = null;
+      InboundQueue.keptViews++;
       return;
     }
     let tail = this.tail;

@@ -9,6 +9,8 @@ import { FRAME_HEADER_BYTES, WireCode } from "../protocol/constants.ts";
 import { TunnelError } from "../errors.ts";
 import { decodeControl } from "../protocol/control.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
+import { releaseChunk } from "../transport/read-buffer.ts";
+import { InboundQueue } from "./inbound-queue.ts";
 import { Stream } from "./stream.ts";
 import type { FrameSocket } from "./frame-writer.ts";
 import { SessionCore } from "./session-core.ts";
@@ -34,8 +36,12 @@ export class Session extends SessionCore implements FrameHandler {
   receive(chunk: Uint8Array): void {
     if (this.closed) return;
     this.lastReceivedAt = performance.now();
+    const kept = InboundQueue.keptViews;
     const err = this.decoder.push(chunk);
     if (err !== null) this.protocolError(err);
+    // Every frame handler copies what it keeps (the decoder holds no views between chunks), except inbound queues
+    // keeping DATA views: if none did, the chunk's memory goes back now rather than at the next collection.
+    if (InboundQueue.keptViews === kept) releaseChunk(chunk);
   }
 
   // --- FrameHandler (frames from the peer) ---

@@ -9,6 +9,7 @@
 import type { OpenPayload } from "../protocol/frame-decoder.ts";
 import { WireCode } from "../protocol/constants.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
+import { releaseChunk } from "../transport/read-buffer.ts";
 import { InboundQueue } from "./inbound-queue.ts";
 import type { StreamHost } from "./stream-host.ts";
 
@@ -40,6 +41,8 @@ export class Stream implements SocketOwner {
   private readonly creditThreshold: number;
   /** A local chunk (or its unsent tail) waiting for credit or session room. */
   private outPending: Uint8Array | null = null;
+  /** The whole read `outPending` is part of: released once every byte of it is staged (sendData copies). */
+  private outChunk: Uint8Array | null = null;
   /** Peer bytes waiting for the local socket (views of received chunks, or copies: see InboundQueue). */
   private readonly inQueue = new InboundQueue();
   private paused = false;
@@ -91,13 +94,15 @@ export class Stream implements SocketOwner {
   onData(chunk: Uint8Array): void {
     if (this.end !== null || this.finSent) return;
     this.host.pendingChanged(chunk.byteLength);
-    if (this.outPending === null) this.outPending = chunk;
+    if (this.outPending === null) this.outPending = this.outChunk = chunk;
     else {
       // Bun may deliver one more read after pause(): join it (rare, bounded by one read).
       const joined = new Uint8Array(this.outPending.byteLength + chunk.byteLength);
       joined.set(this.outPending, 0);
       joined.set(chunk, this.outPending.byteLength);
-      this.outPending = joined;
+      if (this.outChunk !== null) releaseChunk(this.outChunk);
+      releaseChunk(chunk);
+      this.outPending = this.outChunk = joined;
     }
     this.pump();
   }
@@ -148,6 +153,10 @@ export class Stream implements SocketOwner {
     this.outPending = pending;
     this.updateReading();
     if (pending !== null) return;
+    if (this.outChunk !== null) {
+      releaseChunk(this.outChunk);
+      this.outChunk = null;
+    }
     if (this.localEof && !this.finSent) {
       this.finSent = true;
       this.host.sendFin(this.id);
@@ -278,7 +287,7 @@ export class Stream implements SocketOwner {
     if (this.finSent && this.shutdownSent) {
       this.end = "fin";
       if (this.outPending !== null) this.host.pendingChanged(-this.outPending.byteLength);
-      this.outPending = null;
+      this.outPending = this.outChunk = null;
       if (!this.localClosed) this.local?.end();
       this.host.streamDone(this, null);
     }
@@ -287,7 +296,7 @@ export class Stream implements SocketOwner {
   private finish(code: number, sendRst: boolean): void {
     this.end = code;
     if (this.outPending !== null) this.host.pendingChanged(-this.outPending.byteLength);
-    this.outPending = null;
+    this.outPending = this.outChunk = null;
     this.inQueue.clear();
     if (sendRst) this.host.sendRst(this.id, code);
     if (this.local !== null && !this.localClosed) this.local.terminate();
