@@ -556,6 +556,7 @@ async function main(): Promise<Summary> {
   const extras: Record<string, Record<string, Record<string, number[]>>> = {};
   const extraNotes: string[] = [];
   const extraPaths: [string, Partial<Ports>][] = [["direct", target.ports], [plain.name, plain.routes]];
+  if (tlsPair) extraPaths.push([tlsPair.name, tlsPair.routes]);
   if (!EXTRAS) extraNotes.push("extra comparisons skipped (--no-extras)");
   else {
     const list: [Extra, Service][] = [];
@@ -715,6 +716,20 @@ async function main(): Promise<Summary> {
   }
   check(`${PARALLEL} streams upload ≥ 0.40× direct`, ratio(`upload, ${PARALLEL} streams (MB/s)`, T), (v) => v >= 0.4, x);
   check(`${PARALLEL} streams download ≥ 0.40× direct`, ratio(`download, ${PARALLEL} streams (MB/s)`, T), (v) => v >= 0.4, x);
+  // The same targets with iperf3 at both ends, the way the issue measured rathole and bore (anchors.md).
+  const xr = (name: string, p: string) => {
+    const m = extras[`iperf3 ${name}`]?.["Gbit/s"];
+    return m ? median(m[p] ?? []) / median(m.direct ?? []) : NaN;
+  };
+  if (extras["iperf3 1 stream"]) {
+    check("iperf3 1 stream ≥ 0.40× direct (plaintext)", xr("1 stream", T), (v) => v >= 0.4, x);
+    check("iperf3 1 stream -R ≥ 0.40× direct (plaintext)", xr("1 stream -R", T), (v) => v >= 0.4, x);
+    if (tlsPair) {
+      check("iperf3 1 stream ≥ 0.25× direct (TLS)", xr("1 stream", X), (v) => v >= 0.25, x);
+      check("iperf3 1 stream -R ≥ 0.25× direct (TLS)", xr("1 stream -R", X), (v) => v >= 0.25, x);
+    }
+    check(`iperf3 -P ${PARALLEL} ≥ 0.40× direct`, xr(`-P ${PARALLEL}`, T), (v) => v >= 0.4, x);
+  }
   const p50f = `echo 1 KiB at ${PACED_RATE}/s: p50 (µs)`;
   const p99f = `echo 1 KiB at ${PACED_RATE}/s: p99 (µs)`;
   check(`round trip p50 at ${PACED_RATE}/s adds ≤ 100 µs over direct`, med(p50f, T) - med(p50f, "direct"), (v) => v <= 100, (v) => `+${Math.round(v)} µs`);
