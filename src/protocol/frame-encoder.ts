@@ -12,6 +12,7 @@ import {
 } from "./constants.ts";
 import type { OpenPayload } from "./frames.ts";
 import { isValidOpenPayload, openPayloadBytes, writeOpenPayload } from "./open-payload.ts";
+import { copyBytes } from "./copy-bytes.ts";
 
 export type { OpenPayload } from "./frames.ts";
 
@@ -79,7 +80,8 @@ export class FrameEncoder {
   }
 
   /**
-   * Appends a DATA frame carrying `payload[offset .. offset+length)` (copied). `length` may be 0.
+   * Appends a DATA frame carrying `payload[offset .. offset+length)` (copied with copyBytes: the 10-byte header
+   * leaves most payloads misaligned with their source). `length` may be 0.
    * Whether it fits the peer's `max_frame` is the caller's business; the hard cap here is MAX_MAX_FRAME_BYTES.
    * @throws TunnelError ERR_INTERNAL on a stream id outside 1..2^31−1, a range outside `payload`, or a length
    *   over MAX_MAX_FRAME_BYTES.
@@ -93,7 +95,7 @@ export class FrameEncoder {
     if (length > MAX_MAX_FRAME_BYTES) throw misuse(`DATA length ${length}`);
     const o = this.header(FrameType.DATA, streamId, length);
     if (length === 0) return;
-    this.buf.set(offset === 0 && length === payload.length ? payload : payload.subarray(offset, offset + length), o);
+    copyBytes(this.buf, o, payload, offset, length);
   }
 
   /**
