@@ -92,6 +92,11 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
         const [label = "", code = ""] = splitKey(key);
         return [{ ...route(label), code }, n];
       }))
+    .counter("backchannel_server_streams_retried_total", "Streams an agent refused before taking any byte, carried on by another agent, by cluster, service and code.", () =>
+      [...stats.retriedByRouteCode].map(([key, n]): Sample => {
+        const [label = "", code = ""] = splitKey(key);
+        return [{ ...route(label), code }, n];
+      }))
     .counter("backchannel_server_visitors_refused_total", "Visitors closed at once because no agent connection was available.", () =>
       config.routes.map((r): Sample => [{ cluster: r.cluster, service: r.service }, stats.refusedByRoute.get(`${r.cluster}/${r.service}`) ?? 0]))
     .counter("backchannel_server_limit_hits_total", "Connections refused by a limit, by limit.", () => {

@@ -80,6 +80,7 @@ export class Session extends SessionCore implements FrameHandler {
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "ACK");
     if (this.opts.role !== "server") return this.protocolError(new TunnelError("ERR_PROTOCOL", "ACK sent to an agent"));
+    stream.peerAcked();
     this.events.onAck?.(stream);
   }
 

@@ -11,6 +11,7 @@ import { WireCode } from "../protocol/constants.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 import { releaseChunk } from "../transport/read-buffer.ts";
 import { InboundQueue } from "./inbound-queue.ts";
+import { isRefusal, ReplayBuffer } from "./replay.ts";
 import type { StreamHost } from "./stream-host.ts";
 
 export type { StreamHost } from "./stream-host.ts";
@@ -61,6 +62,12 @@ export class Stream implements SocketOwner {
   readonly openedAt = performance.now();
   /** Set by the owner (server: route label; agent: service) for logs and metrics. */
   label = "";
+  /** Set when a refusal handed this stream's visitor to another stream (see enableRetry); it ended with the code. */
+  retried = false;
+  /** Server streams until ACK: asked to take the visitor elsewhere after a refusal (see enableRetry). */
+  private retryHook: ((code: number) => boolean) | null = null;
+  /** Server streams until ACK: copies of what the visitor sent, for the retry (null once too much was sent). */
+  private replay: ReplayBuffer | null = null;
 
   constructor(
     readonly id: number,
@@ -145,6 +152,7 @@ export class Stream implements SocketOwner {
       }
       const n = Math.min(pending.byteLength, this.sendCredit, this.host.peerMaxFrame);
       this.host.sendData(this.id, pending, 0, n);
+      if (this.replay !== null && !this.replay.keep(pending, n)) this.replay = null;
       this.sendCredit -= n;
       this.bytesOut += n;
       this.host.pendingChanged(-n);
@@ -223,6 +231,9 @@ export class Stream implements SocketOwner {
   /** The peer reset the stream: abort the local socket at once. */
   handleRst(code: number): void {
     if (this.end !== null) return;
+    // Refused before ACK with nothing delivered: the hook may take the visitor to another agent (it calls handOff).
+    const hook = this.retryHook;
+    if (hook !== null && this.replay !== null && isRefusal(code) && this.bytesIn === 0 && !this.remoteFin && !this.localClosed && hook(code)) return;
     this.finish(code, false);
   }
 
@@ -301,6 +312,44 @@ export class Stream implements SocketOwner {
     if (sendRst) this.host.sendRst(this.id, code);
     if (this.local !== null && !this.localClosed) this.local.terminate();
     this.host.streamDone(this, code);
+  }
+
+  /**
+   * Server side, right after the stream was opened: until the agent's ACK, keep copies of the visitor's bytes (up to
+   * REPLAY_MAX_BYTES) and, if the agent refuses the stream with a code that means it took nothing (SPEC §2.2),
+   * call `hook(code)`. The hook returns true after it moved the visitor to another stream with {@link handOff}.
+   */
+  enableRetry(hook: (code: number) => boolean): void {
+    this.retryHook = hook;
+    this.replay = new ReplayBuffer();
+  }
+
+  /** Server side: the agent acknowledged the stream (its target is connected): no retry from now on. */
+  peerAcked(): void {
+    this.retryHook = null;
+    this.replay = null;
+  }
+
+  /**
+   * For the retry hook only: ends this stream with `code` without touching the local socket, and returns what the
+   * visitor sent so far (the replay, then bytes not sent yet; the caller owns them) and whether it half-closed.
+   */
+  handOff(code: number): { chunks: Uint8Array[]; eof: boolean } {
+    const chunks = this.replay?.take() ?? [];
+    if (this.outPending !== null) {
+      chunks.push(this.outPending);
+      this.host.pendingChanged(-this.outPending.byteLength);
+    }
+    const eof = this.localEof;
+    this.outPending = this.outChunk = null;
+    this.retryHook = null;
+    this.replay = null;
+    this.retried = true;
+    this.local = null;
+    this.end = code;
+    this.inQueue.clear();
+    this.host.streamDone(this, code);
+    return { chunks, eof };
   }
 
   /** Called by the agent once the target is connected: tells the server (ACK). */

@@ -68,11 +68,12 @@ class ClusterHosts {
     }
   }
 
-  pick(): Host | null {
+  pick(exclude: ReadonlySet<string> | null): Host | null {
     let total = 0;
     let best: AgentEntry | null = null;
     let bestHost: Host | null = null;
     for (const agent of this.agents.values()) {
+      if (exclude !== null && exclude.has(agent.hostName)) continue;
       let ready: Host | null = null;
       for (const h of agent.hosts) {
         const s = h.session;
@@ -154,9 +155,13 @@ export class Registry {
     return this.clusters.get(cluster)?.weightOf(hostName);
   }
 
-  /** Picks a ready host of the cluster for a new stream, or null if none. */
-  pick(cluster: string): Host | null {
-    return this.clusters.get(cluster)?.pick() ?? null;
+  /**
+   * Picks a ready host of the cluster for a new stream (smooth weighted round robin over agents, the connection with
+   * the fewest streams within an agent), or null if none. Agents whose host name is in `exclude` are skipped (a
+   * visitor being retried after an agent refused it).
+   */
+  pick(cluster: string, exclude: ReadonlySet<string> | null = null): Host | null {
+    return this.clusters.get(cluster)?.pick(exclude) ?? null;
   }
 
   /** Every host, for status and shutdown. */

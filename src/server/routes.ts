@@ -6,6 +6,8 @@ import { isIPv4 } from "node:net";
 import type { ServerConfig } from "../config.ts";
 import { listen, type Listener, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
+import type { Stream } from "../mux/stream.ts";
+import { wireCodeName } from "../protocol/constants.ts";
 import type { Registry } from "./registry.ts";
 import type { ServerStats } from "./stats.ts";
 
@@ -13,6 +15,9 @@ const log = logger("route");
 
 /** Owner for a visitor we refused: ignores everything until the socket is gone. */
 const REFUSED: SocketOwner = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
+
+/** Agents a visitor may be offered to after the first one refused it (so at most 1 + this many attempts). */
+const MAX_RETRIES = 2;
 
 /** Binds every route's listener. Throws TunnelError ERR_LISTEN (already bound ones are stopped). */
 export function openRoutes(config: ServerConfig, registry: Registry, stats: ServerStats): Listener[] {
@@ -23,6 +28,49 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
       // A route bound to one IPv4 address knows its local address and port: reading them from each visitor socket
       // would cost two getsockname() calls per visitor.
       const fixedHost = isIPv4(route.listen.host) && route.listen.host !== "0.0.0.0" ? route.listen.host : null;
+
+      /** Opens a stream for the visitor on a host of the cluster, skipping agents in `exclude`; null if none. */
+      const openFor = (socket: NetSocket, exclude: Set<string> | null): Stream | null => {
+        // A host whose ids ran out starts draining and is skipped on the next pick.
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const host = registry.pick(route.cluster, exclude);
+          if (host === null) break;
+          const stream = host.session.openStream(socket, {
+            service: route.service,
+            visitorAddress: socket.remoteAddress ?? "",
+            visitorPort: socket.remotePort ?? 0,
+            routeAddress: fixedHost ?? socket.localAddress ?? "",
+            routePort: fixedHost !== null ? listener.port : (socket.localPort ?? 0),
+          });
+          if (stream === null) continue;
+          stream.label = label;
+          stream.enableRetry((code) => retry(socket, stream, code, host.hostName, exclude));
+          stats.streamOpened(label);
+          return stream;
+        }
+        return null;
+      };
+
+      /**
+       * The agent refused a stream before taking any byte of it (SPEC §2.4): offer the visitor to another agent of
+       * the cluster, replaying what it sent so far. False (the visitor is reset) when no other agent is left.
+       */
+      const retry = (socket: NetSocket, old: Stream, code: number, refusedBy: string, tried: Set<string> | null): boolean => {
+        const exclude = new Set(tried ?? []).add(refusedBy);
+        if (exclude.size > MAX_RETRIES) return false;
+        const next = openFor(socket, exclude);
+        if (next === null) return false;
+        const { chunks, eof } = old.handOff(code);
+        socket.data.owner = next;
+        // The refused stream may have paused the visitor: resume first, the new stream pauses it again if it must.
+        socket.resume();
+        for (const c of chunks) next.onData(c);
+        if (eof) next.onEnd();
+        stats.streamRetried(label, code);
+        log.debug("visitor retried on another agent", { route: label, refusedBy, code: wireCodeName(code) });
+        return true;
+      };
+
       const listener: Listener = listen({
         host: route.listen.host,
         port: route.listen.port,
@@ -33,22 +81,8 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
             socket.terminate();
             return REFUSED;
           }
-          // A host whose ids ran out starts draining and is skipped on the next pick.
-          for (let attempt = 0; attempt < 3; attempt++) {
-            const host = registry.pick(route.cluster);
-            if (host === null) break;
-            const stream = host.session.openStream(socket, {
-              service: route.service,
-              visitorAddress: socket.remoteAddress ?? "",
-              visitorPort: socket.remotePort ?? 0,
-              routeAddress: fixedHost ?? socket.localAddress ?? "",
-              routePort: fixedHost !== null ? listener.port : (socket.localPort ?? 0),
-            });
-            if (stream === null) continue;
-            stream.label = label;
-            stats.streamOpened(label);
-            return stream;
-          }
+          const stream = openFor(socket, null);
+          if (stream !== null) return stream;
           stats.visitorRefused(label);
           log.debug("visitor refused: no agent connection available", { route: label, visitor: socket.remoteAddress });
           socket.end();

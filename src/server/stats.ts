@@ -19,6 +19,8 @@ export class ServerStats {
   readonly handshakes = new Map<number | "none", number>();
   readonly streamsOpenedByRoute = new Map<string, number>();
   readonly refusedByRoute = new Map<string, number>();
+  /** Visitors offered to another agent after one refused them, by `route\u0000code name`. */
+  readonly retriedByRouteCode = new Map<string, number>();
   /** Resets by wire code (-1: a code outside SPEC.md §5.2). */
   readonly resetsByCode = new Map<number, number>();
   readonly limitHits = new Map<string, number>();
@@ -90,6 +92,12 @@ export class ServerStats {
     histogramOf(this.openSeconds, stream.label).observe((performance.now() - stream.openedAt) / 1000);
   }
 
+  /** An agent refused a stream before taking any byte of it and the visitor went to another agent. */
+  streamRetried(route: string, code: number): void {
+    const key = `${route}\u0000${resetCodeLabel(code)}`;
+    this.retriedByRouteCode.set(key, (this.retriedByRouteCode.get(key) ?? 0) + 1);
+  }
+
   visitorRefused(route: string): void {
     this.refusedByRoute.set(route, (this.refusedByRoute.get(route) ?? 0) + 1);
   }
@@ -100,6 +108,11 @@ export class ServerStats {
 
   streamEnded(stream: Stream, code: number | null, host: Host | null, accessLog: boolean): void {
     this.streamsActive--;
+    if (stream.retried) {
+      // Refused by its agent before any byte went through, and carried on by another one (streamRetried counted it).
+      if (accessLog) access.info("stream retried", { visitor: `${stream.open.visitorAddress}:${stream.open.visitorPort}`, route: stream.label, host: host?.hostName, reason: wireCodeName(code ?? 0) });
+      return;
+    }
     this.bytesOut += stream.bytesOut;
     this.bytesIn += stream.bytesIn;
     if (code !== null) {
