@@ -186,6 +186,18 @@ export class Stream implements SocketOwner {
     else local.resume();
   }
 
+  /**
+   * The local socket came from another stream (a retry) paused or not: apply this stream's reading state to it.
+   * updateReading alone would not, as it acts only on changes of this stream's own state.
+   */
+  syncReading(): void {
+    const local = this.local;
+    if (local === null || this.localClosed || this.end !== null) return;
+    this.paused = this.outPending !== null || this.host.readsPaused;
+    if (this.paused) local.pause();
+    else local.resume();
+  }
+
   // --- frames from the peer ---
 
   /** DATA from the peer (a view of the received chunk). A flow-control violation resets the stream. */

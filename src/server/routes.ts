@@ -62,8 +62,9 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
         if (next === null) return false;
         const { chunks, eof } = old.handOff(code);
         socket.data.owner = next;
-        // The refused stream may have paused the visitor: resume first, the new stream pauses it again if it must.
-        socket.resume();
+        // The refused stream may have paused the visitor, and the new one may have paused it when it was opened
+        // (its connection over its read budget): give the socket the new stream's state before the replay.
+        next.syncReading();
         for (const c of chunks) next.onData(c);
         if (eof) next.onEnd();
         stats.streamRetried(label, code);
