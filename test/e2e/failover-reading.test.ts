@@ -9,13 +9,14 @@ import { openRoutes } from "../../src/server/routes.ts";
 import { Registry, type Host } from "../../src/server/registry.ts";
 import { ServerStats } from "../../src/server/stats.ts";
 import { Session } from "../../src/mux/session.ts";
-import type { LocalSocket, Stream } from "../../src/mux/stream.ts";
+import type { Stream } from "../../src/mux/stream.ts";
 import type { SessionOptions } from "../../src/mux/session-options.ts";
 import { FrameDecoder } from "../../src/protocol/frame-decoder.ts";
 import { WireCode } from "../../src/protocol/constants.ts";
 import type { Listener } from "../../src/transport/tcp.ts";
 import { PatternSource } from "../support/pattern.ts";
 import { waitFor } from "../support/net.ts";
+import { FakeLocal } from "../support/mux-fakes.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -52,16 +53,6 @@ class FakeConn {
   terminate(): void {}
 }
 
-class FakeLocal implements LocalSocket {
-  write(d: Uint8Array): number {
-    return d.byteLength;
-  }
-  pause(): void {}
-  resume(): void {}
-  shutdown(): void {}
-  end(): void {}
-  terminate(): void {}
-}
 
 function host(name: string, peerWindow: number): { host: Host; conn: FakeConn } {
   const opts: SessionOptions = {

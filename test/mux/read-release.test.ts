@@ -6,9 +6,10 @@ import { describe, expect, test } from "bun:test";
 import { FrameEncoder } from "../../src/protocol/frame-encoder.ts";
 import { FrameType } from "../../src/protocol/constants.ts";
 import { Session } from "../../src/mux/session.ts";
-import type { Stream, LocalSocket } from "../../src/mux/stream.ts";
+import type { Stream } from "../../src/mux/stream.ts";
 import type { SessionOptions } from "../../src/mux/session-options.ts";
 import { PatternSource } from "../support/pattern.ts";
+import { FakeLocal } from "../support/mux-fakes.ts";
 
 /** `n` seeded bytes in a fresh buffer of their own (as a socket read delivers them). */
 const pattern = (seed: number, n: number): Uint8Array => new PatternSource(seed).next(n, true);
@@ -21,21 +22,6 @@ function options(role: "server" | "agent", peerWindow = 2048 * KiB): SessionOpti
   return { role, localWindow: 2048 * KiB, peerWindow, localMaxFrame: 256 * KiB, peerMaxFrame: 256 * KiB, maxStreams: 8, heartbeatIntervalMs: 0, heartbeatTimeoutMs: 0 };
 }
 
-/** A local socket that records what it was given and takes at most `room` bytes per write. */
-class FakeLocal implements LocalSocket {
-  got: number[] = [];
-  room = Infinity;
-  write(data: Uint8Array, byteOffset = 0, byteLength = data.byteLength - byteOffset): number {
-    const n = Math.min(byteLength, this.room);
-    for (let i = 0; i < n; i++) this.got.push(data[byteOffset + i] as number);
-    return n;
-  }
-  pause(): void {}
-  resume(): void {}
-  shutdown(): void {}
-  end(): void {}
-  terminate(): void {}
-}
 
 /** A connection socket that keeps every byte written. */
 class FakeConn {

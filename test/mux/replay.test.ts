@@ -5,29 +5,17 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Session } from "../../src/mux/session.ts";
-import type { LocalSocket, Stream } from "../../src/mux/stream.ts";
+import type { Stream } from "../../src/mux/stream.ts";
 import type { SessionOptions } from "../../src/mux/session-options.ts";
 import { WireCode } from "../../src/protocol/constants.ts";
 import { PatternSource } from "../support/pattern.ts";
+import { FakeLocal } from "../support/mux-fakes.ts";
 
 const KiB = 1024;
 const OPEN = { service: "svc", visitorAddress: "127.0.0.1", visitorPort: 1, routeAddress: "127.0.0.1", routePort: 2 };
 const bytes = (seed: number, n: number): Uint8Array => new PatternSource(seed).next(n, true);
 const concat = (chunks: Uint8Array[]): Buffer => Buffer.concat(chunks.map((c) => Buffer.from(c)));
 
-class FakeLocal implements LocalSocket {
-  terminated = false;
-  write(data: Uint8Array): number {
-    return data.byteLength;
-  }
-  pause(): void {}
-  resume(): void {}
-  shutdown(): void {}
-  end(): void {}
-  terminate(): void {
-    this.terminated = true;
-  }
-}
 
 const conn = { write: (d: Uint8Array) => d.byteLength, shutdown() {}, terminate() {} };
 
