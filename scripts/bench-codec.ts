@@ -25,16 +25,16 @@ const SIZES = [64, 16384, 65536];
 let sinkBytes = 0;
 let sinkFrames = 0;
 const counting: FrameHandler = {
-  onData: (_id, p) => void (sinkBytes += p.length),
-  onOpen: () => {}, onAck: () => {}, onFin: () => {}, onRst: () => {}, onWindow: () => {},
-  onPing: () => {}, onPong: () => {}, onGoAway: () => {}, onControl: () => {},
+  handleData: (_id, p) => void (sinkBytes += p.length),
+  handleOpen: () => {}, handleAck: () => {}, handleFin: () => {}, handleRst: () => {}, handleWindow: () => {},
+  handlePing: () => {}, handlePong: () => {}, handleGoAway: () => {}, handleControl: () => {},
 };
 
 /** Like `counting`, but copies every payload once (into a reused buffer), as a consumer writing it on would. */
 const copySink = new Uint8Array(1 << 20);
 const copying: FrameHandler = {
   ...counting,
-  onData: (_id, p) => {
+  handleData: (_id, p) => {
     copySink.set(p);
     sinkBytes += p.length;
   },
@@ -53,7 +53,7 @@ class NaiveDecoder {
       const len = dv.getUint32(6);
       if (b.length - o - FRAME_HEADER_BYTES < len) break;
       const payload = b.slice(o + FRAME_HEADER_BYTES, o + FRAME_HEADER_BYTES + len);
-      counting.onData(dv.getUint32(2), payload);
+      counting.handleData(dv.getUint32(2), payload);
       sinkFrames++;
       o += FRAME_HEADER_BYTES + len;
     }

@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { hostname as osHostname } from "node:os";
 import { SPECS, VARIABLES, type Values, type VarName, type VarSpec } from "./config-vars.ts";
 import { configWarnings, crossCheck, effectivePolicy, nameWarnings, rulesFor } from "./config-rules.ts";
+import { TunnelError } from "./errors.ts";
 
 export { VARIABLES, type VariableDoc } from "./config-vars.ts";
 
@@ -37,7 +38,7 @@ export interface RouteConfig { listen: HostPort; cluster: string; service: strin
 export interface ServerConfig extends CommonConfig {
   mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
   handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
-  /** Per-source penalties for failed authentication (server/handshake.ts AuthPenalties). */
+  /** Per-source penalties for failed authentication (server/gate.ts AuthPenalties). */
   authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
   shutdownGraceMs: number;
 }
@@ -58,7 +59,7 @@ export type Config = ServerConfig | AgentConfig;
 /** loadConfig's result: a config, or every error at once. Warnings either way. No message contains a secret. */
 export type LoadResult =
   | { ok: true; config: Config; warnings: string[] }
-  | { ok: false; errors: string[]; warnings: string[] };
+  | { ok: false; error: TunnelError; errors: string[]; warnings: string[] };
 
 const MODES: readonly Mode[] = ["server", "agent"];
 
@@ -103,7 +104,9 @@ export function loadConfig(
   for (const issue of result.issues ?? []) errors.push(formatIssue(issue, input));
   const scrub = scrubber(input);
   if (!result.success || m === null || errors.length > 0) {
-    return { ok: false, errors: errors.map(scrub), warnings: warnings.map(scrub) };
+    const n = errors.length;
+    const error = new TunnelError("ERR_CONFIG", `invalid configuration, ${n} problem${n === 1 ? "" : "s"}`);
+    return { ok: false, error, errors: errors.map(scrub), warnings: warnings.map(scrub) };
   }
   const config = assemble(m, result.output, opts);
   return { ok: true, config, warnings: [...warnings, ...configWarnings(config)].map(scrub) };

@@ -2,6 +2,7 @@
  * The one error type of Backchannel. Every failure that crosses a module boundary is a `TunnelError` with a
  * documented `ERR_*` code (SPEC.md §Errors). Peers are told codes (numbers on the wire), never messages.
  */
+import { appendFileSync } from "node:fs";
 
 /** Every error code, with its meaning. SPEC.md §Errors lists the same table. */
 export const ErrorCodes = {
@@ -19,6 +20,7 @@ export const ErrorCodes = {
   ERR_HANDSHAKE_SHAPE: "handshake JSON does not have the expected shape",
   ERR_HANDSHAKE_TIMEOUT: "handshake did not complete before the deadline",
   ERR_HANDSHAKE_REFUSED: "the server answered the handshake with a non-success status",
+  ERR_UNSUPPORTED_VERSION: "the agent announces no stream protocol version this server speaks",
   ERR_HANDSHAKE_CLOSED: "connection closed before the handshake completed",
   // stream protocol
   ERR_FRAME_TYPE: "unknown frame type",
@@ -27,13 +29,9 @@ export const ErrorCodes = {
   ERR_FRAME_STREAM_ID: "stream id not allowed for this frame type",
   ERR_FRAME_PAYLOAD: "frame payload malformed",
   ERR_PROTOCOL: "frame not allowed in the current state",
-  ERR_FLOW_CONTROL: "peer sent more than its window or overflowed a window",
-  ERR_STREAM_LIMIT: "too many concurrent streams",
-  ERR_STREAM_IDS_EXHAUSTED: "no stream ids left on this connection",
   ERR_KEEPALIVE_TIMEOUT: "peer silent past the liveness timeout",
   ERR_CONTROL_FLOOD: "peer queued too many control replies without reading",
   ERR_SESSION_CLOSED: "connection closed",
-  ERR_GOAWAY: "peer is going away",
   // roles
   ERR_UNKNOWN_SERVICE: "service not in the agent's TUNNEL_SERVICES",
   ERR_CONNECT_REFUSED: "target refused the connection",
@@ -43,6 +41,24 @@ export const ErrorCodes = {
   ERR_TLS: "TLS verification failed",
   ERR_INTERNAL: "internal error (a bug)",
 } as const;
+
+/**
+ * Test hook (not a TUNNEL_ variable): with BACKCHANNEL_TRACE_ERRORS=<file>, every process appends each code it
+ * raises to that file, once per process, so CI can check that the test suite reaches every code
+ * (scripts/check-error-codes.ts).
+ */
+const tracePath = process.env.BACKCHANNEL_TRACE_ERRORS;
+const traced = new Set<string>();
+
+function trace(code: string): void {
+  if (tracePath === undefined || tracePath === "" || traced.has(code)) return;
+  traced.add(code);
+  try {
+    appendFileSync(tracePath, `${code}\n`);
+  } catch {
+    // a trace that cannot be written is no error of the traced program
+  }
+}
 
 /** A documented error code. */
 export type ErrorCode = keyof typeof ErrorCodes;
@@ -56,7 +72,17 @@ export class TunnelError extends Error {
   constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
     super(message ?? ErrorCodes[code], options);
     this.code = code;
+    trace(code);
   }
+}
+
+/**
+ * A code for a log line about a failure that needs no error object (a refused visitor, an unknown service): returns
+ * `code` and counts as raising it for BACKCHANNEL_TRACE_ERRORS. Allocates nothing.
+ */
+export function logCode(code: ErrorCode): ErrorCode {
+  trace(code);
+  return code;
 }
 
 /** True if `e` is a TunnelError (optionally with the given code). */

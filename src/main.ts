@@ -88,9 +88,8 @@ async function main(): Promise<void> {
 
   const loaded = loadConfig(process.env, args.mode, { isTTY: process.stdout.isTTY === true, hostname: hostname() });
   if (!loaded.ok) {
-    const n = loaded.errors.length;
     const warnings = loaded.warnings.map((w) => `warning: ${w}`);
-    usageError(`invalid configuration, ${n} problem${n === 1 ? "" : "s"} (see --help):`, [...loaded.errors, ...warnings]);
+    usageError(`${loaded.error.message} (${loaded.error.code}; see --help):`, [...loaded.errors, ...warnings]);
   }
   const config = loaded.config;
   configureLogging({ level: config.logLevel, format: config.logFormat });

@@ -1,6 +1,6 @@
 /** What the admin endpoint needs from a role (server-view.ts, agent-view.ts), and the metrics both roles share. */
 import pkg from "../../package.json" with { type: "json" };
-import { HandshakeStatus } from "../protocol/constants.ts";
+import { handshakeStatusName } from "../protocol/constants.ts";
 import type { MetricsRegistry } from "./metrics.ts";
 
 /** A role as the admin endpoint sees it. Every call computes from live state. */
@@ -26,6 +26,6 @@ export function processMetrics(registry: MetricsRegistry, mode: "server" | "agen
 /** Label of a handshake status: its lower-case name (`auth_failed`), `no_response` for none, else the number. */
 export function handshakeStatusLabel(status: number | "none"): string {
   if (status === "none") return "no_response";
-  for (const [name, value] of Object.entries(HandshakeStatus)) if (value === status) return name.toLowerCase();
-  return String(status);
+  const name = handshakeStatusName(status);
+  return name === "UNKNOWN" ? String(status) : name.toLowerCase();
 }

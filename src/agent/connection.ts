@@ -5,15 +5,16 @@
  */
 import type { TLSOptions } from "bun";
 import type { AgentConfig } from "../config.ts";
-import { HandshakeDecoder, encodeHandshake, type ConnectionInitResponse } from "../protocol/handshake.ts";
-import { HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
-import { makeCredential } from "../auth/credential.ts";
+import type { ConnectionInitResponse } from "../protocol/handshake.ts";
+import { HandshakeStatus, WireCode, handshakeStatusName } from "../protocol/constants.ts";
 import type { ControlMessage } from "../protocol/control.ts";
-import { Session, sessionOwner } from "../mux/session.ts";
+import { Session } from "../mux/session.ts";
+import { sessionOptions } from "../mux/session-options.ts";
 import { connect, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
 import { TunnelError, isTunnelError, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Backoff } from "./backoff.ts";
+import { AgentHandshake, encodeInitInfo, type HandshakeOutcome } from "./handshake.ts";
 import type { Services } from "./services.ts";
 import type { AgentStats } from "./stats.ts";
 
@@ -36,7 +37,7 @@ export interface SlotContext {
 }
 
 /** One data connection slot to one server address. */
-export class ConnectionSlot {
+export class ConnectionSlot implements HandshakeOutcome {
   state: SlotState = "dialing";
   session: Session | null = null;
   connectionId: string | null = null;
@@ -150,25 +151,7 @@ export class ConnectionSlot {
     }
     this.state = "handshaking";
     hs.begin(socket, config.connectTimeoutMs);
-    const hello = {
-      version: STREAM_PROTOCOL_VERSION,
-      role: this.role,
-      slot: this.slot,
-      instance: this.ctx.instance,
-      window: config.streamWindowBytes,
-      max_frame: config.maxFrameBytes,
-    };
-    const initInfo = encodeHandshake({
-        flag: 1,
-        body: {
-          cluster_name: config.cluster,
-          weight: config.weight,
-          host_name: config.hostname,
-          credential_policy: config.credentialPolicy,
-          credential: makeCredential(config.credentialPolicy, config.credential, config.cluster, config.hostname),
-          extra: { backchannel: hello },
-        },
-      });
+    const initInfo = encodeInitInfo(config, { role: this.role, slot: this.slot, instance: this.ctx.instance });
     // A fresh connection takes the small InitInfo whole; anything less is a broken connection.
     if (socket.write(initInfo) !== initInfo.byteLength) hs.abort(new TunnelError("ERR_HANDSHAKE_CLOSED", "could not send the handshake"));
   }
@@ -184,24 +167,15 @@ export class ConnectionSlot {
       this.ctx.stats.handshake(response.status);
       socket.end();
       const auth = response.status === HandshakeStatus.AUTH_FAILED || response.status === HandshakeStatus.VALIDATOR_NOT_FOUND;
-      this.retry(`handshake refused with status ${response.status} (${statusName(response.status)})`, auth, response.retry_after_ms);
+      const why = `handshake refused with status ${response.status} (${handshakeStatusName(response.status)})`;
+      const err = new TunnelError("ERR_HANDSHAKE_REFUSED", why);
+      this.retry(err.message, auth, response.retry_after_ms, err.code);
       return;
     }
     const { config } = this.ctx;
     const session = new Session(
       socket,
-      {
-        role: "agent",
-        localWindow: config.streamWindowBytes,
-        peerWindow: response.backchannel.window,
-        localMaxFrame: config.maxFrameBytes,
-        peerMaxFrame: response.backchannel.max_frame,
-        maxStreams: this.role === "aside" ? 0 : config.maxStreamsPerConnection,
-        heartbeatIntervalMs: config.heartbeatIntervalMs,
-        heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-        controlQueueMaxBytes: config.controlQueueMaxBytes,
-        acceptControl: this.role === "aside",
-      },
+      sessionOptions("agent", this.role, config, response.backchannel),
       {
         onOpen: (stream) => {
           this.ctx.stats.streamOpened(stream);
@@ -235,10 +209,10 @@ export class ConnectionSlot {
     this.failures = 0;
     this.lastStatus = HandshakeStatus.SUCCESS;
     this.ctx.stats.handshake(HandshakeStatus.SUCCESS);
-    socket.data.owner = sessionOwner(session);
+    socket.data.owner = session;
     log.info("connected", { server: this.server, role: this.role, slot: this.slot, connectionId: this.connectionId });
     this.onReady?.();
-    if (rest.byteLength > 0) session.receive(rest);
+    if (rest.byteLength > 0) session.onData(rest);
   }
 
   /** Handshake failed before a response (closed, timed out, garbage). */
@@ -300,65 +274,5 @@ export class ConnectionSlot {
       this.timer = null;
       void this.dial();
     }, delay);
-  }
-}
-
-/** Human name of a handshake status. */
-export function statusName(status: number): string {
-  for (const [name, value] of Object.entries(HandshakeStatus)) if (value === status) return name;
-  return "UNKNOWN";
-}
-
-/** Owns the agent's socket from connect until the ConnectionInitResponse. */
-class AgentHandshake implements SocketOwner {
-  private readonly decoder = new HandshakeDecoder({ accept: [2] });
-  private socket: NetSocket | null = null;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private done = false;
-
-  constructor(private readonly slot: ConnectionSlot) {}
-
-  begin(socket: NetSocket, timeoutMs: number): void {
-    this.socket = socket;
-    this.timer = setTimeout(() => this.fail(new TunnelError("ERR_HANDSHAKE_TIMEOUT")), timeoutMs);
-  }
-
-  onData(chunk: Uint8Array): void {
-    if (this.done || this.socket === null) return;
-    const r = this.decoder.push(chunk);
-    if (r.kind === "more") return;
-    if (r.kind === "error" || r.message.flag !== 2) {
-      this.fail(r.kind === "error" ? r.error : new TunnelError("ERR_HANDSHAKE_FLAG"));
-      return;
-    }
-    this.finish();
-    this.slot.handshakeDone(this.socket, r.message.body, r.rest);
-  }
-
-  onDrain(): void {}
-
-  onEnd(): void {
-    this.fail(new TunnelError("ERR_HANDSHAKE_CLOSED"));
-  }
-
-  onClose(): void {
-    this.fail(new TunnelError("ERR_HANDSHAKE_CLOSED"));
-  }
-
-  private finish(): void {
-    this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-  }
-
-  /** Gives up on this handshake (closes the socket; the slot retries). */
-  abort(error: TunnelError): void {
-    this.fail(error);
-  }
-
-  private fail(error: TunnelError): void {
-    if (this.done) return;
-    this.finish();
-    this.socket?.terminate();
-    this.slot.handshakeFailed(error);
   }
 }

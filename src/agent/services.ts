@@ -6,7 +6,7 @@ import type { AgentConfig, ServiceConfig } from "../config.ts";
 import { WireCode } from "../protocol/constants.ts";
 import type { Stream } from "../mux/stream.ts";
 import { connect } from "../transport/tcp.ts";
-import { isTunnelError } from "../errors.ts";
+import { isTunnelError, logCode } from "../errors.ts";
 import { proxyHeader } from "./proxy-protocol.ts";
 import { logger } from "../log.ts";
 
@@ -23,17 +23,12 @@ export class Services {
     this.byName = new Map(config.services.map((s) => [s.name, s]));
   }
 
-  /** Looks up a service by exact name. */
-  get(name: string): ServiceConfig | undefined {
-    return this.byName.get(name);
-  }
-
   /** Handles an OPEN: dial the target and attach it, or reset the stream with a code. */
   serve(stream: Stream): void {
     const service = this.byName.get(stream.open.service);
     if (service === undefined) {
       this.unknownServiceCount++;
-      log.warn("stream for a service not in TUNNEL_SERVICES refused", { streamId: stream.id, service: stream.open.service });
+      log.warn("stream for a service not in TUNNEL_SERVICES refused", { streamId: stream.id, service: stream.open.service, code: logCode("ERR_UNKNOWN_SERVICE") });
       stream.reset(WireCode.UNKNOWN_SERVICE);
       return;
     }

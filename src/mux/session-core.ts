@@ -12,7 +12,7 @@ import type { OpenPayload } from "../protocol/frame-decoder.ts";
 import type { FrameEncoder } from "../protocol/frame-encoder.ts";
 import { MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
 import { isValidOpenPayload } from "../protocol/open-payload.ts";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, type ErrorCode } from "../errors.ts";
 import { encodeControl, type ControlMessage } from "../protocol/control.ts";
 import { Stream, type LocalSocket } from "./stream.ts";
 import type { StreamHost } from "./stream-host.ts";
@@ -27,11 +27,18 @@ const CONTROL_REPLY_LIMIT_BYTES = 262_144;
  */
 const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
 
+/** The wire code a GOAWAY carries when a session closes for an error (SPEC.md §5.2); every other code: PROTOCOL_ERROR. */
+const GOAWAY_CODE_OF: Partial<Record<ErrorCode, WireCode>> = {
+  ERR_FRAME_SIZE: WireCode.FRAME_SIZE_ERROR,
+  ERR_CONTROL_FLOOD: WireCode.ENHANCE_YOUR_CALM,
+  ERR_KEEPALIVE_TIMEOUT: WireCode.KEEPALIVE_TIMEOUT,
+};
+
 /**
  * Everything of a session but the inbound frame handlers: only Session (session.ts) extends it, and only Session is
  * constructed. Protected members are what those handlers use.
  */
-export abstract class SessionCore implements StreamHost {
+export abstract class SessionCore implements StreamHost<Stream> {
   readonly streams = new Map<number, Stream>();
   readonly peerMaxFrame: number;
   private readonly writer: FrameWriter;
@@ -102,8 +109,7 @@ export abstract class SessionCore implements StreamHost {
     this.nextStreamId = id + 1;
     this.highestStreamId = id;
     const stream = new Stream(id, this, this.opts.peerWindow, this.opts.localWindow, open);
-    stream.local = local;
-    stream.updateReading();
+    stream.attach(local);
     this.streams.set(id, stream);
     this.streamsOpened++;
     this.encoder.open(id, open);
@@ -146,10 +152,10 @@ export abstract class SessionCore implements StreamHost {
     return this.writer.gone;
   }
 
-  // --- socket events (forwarded by the connection's SocketOwner, see sessionOwner; receive() is in Session) ---
+  // --- socket events (SocketOwner; onData is Session's) ---
 
   /** The connection can take more bytes. */
-  drained(): void {
+  onDrain(): void {
     this.writer.drained();
   }
 
@@ -164,12 +170,12 @@ export abstract class SessionCore implements StreamHost {
   }
 
   /** The peer sent FIN: no more frames can arrive, so the session ends. */
-  peerEnded(): void {
+  onEnd(): void {
     this.close(new TunnelError("ERR_SESSION_CLOSED", "peer closed the connection"));
   }
 
   /** The connection is gone. */
-  socketClosed(error?: Error): void {
+  onClose(error?: Error): void {
     this.writer.socketClosed();
     if (this.closed) return;
     this.shutdown(new TunnelError("ERR_SESSION_CLOSED", error ? `connection lost: ${error.message}` : "connection closed"));
@@ -232,16 +238,9 @@ export abstract class SessionCore implements StreamHost {
 
   // --- internals ---
 
+  /** Closes the session for `err`, with GOAWAY carrying its wire code (GOAWAY_CODE_OF, else PROTOCOL_ERROR). */
   protected protocolError(err: TunnelError): void {
-    const code =
-      err.code === "ERR_FRAME_SIZE"
-        ? WireCode.FRAME_SIZE_ERROR
-        : err.code === "ERR_CONTROL_FLOOD"
-          ? WireCode.ENHANCE_YOUR_CALM
-          : err.code === "ERR_KEEPALIVE_TIMEOUT"
-            ? WireCode.KEEPALIVE_TIMEOUT
-            : WireCode.PROTOCOL_ERROR;
-    this.close(err, code);
+    this.close(err, GOAWAY_CODE_OF[err.code] ?? WireCode.PROTOCOL_ERROR);
   }
 
   /** Before staging a control frame of our own (WINDOW, ACK, RST, PING, CONTROL). */

@@ -48,3 +48,38 @@ export interface SessionEvents {
   /** The session is closed (once). `error` is set unless it was a clean close. */
   onClose(error?: TunnelError): void;
 }
+
+/** The settings both roles' configs share that shape a session (TUNNEL_STREAM_WINDOW_BYTES etc.). */
+export interface SessionSettings {
+  streamWindowBytes: number;
+  maxFrameBytes: number;
+  maxStreamsPerConnection: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  controlQueueMaxBytes: number;
+}
+
+/** What the peer announced in the handshake (the agent's hello, or the server's response). */
+export interface PeerLimits {
+  window: number;
+  max_frame: number;
+}
+
+/**
+ * The options of a session for `role` on a `kind` of connection, from this side's settings and the peer's limits:
+ * the same for both roles, except that an aside (control) connection carries no streams and accepts CONTROL.
+ */
+export function sessionOptions(role: "server" | "agent", kind: "data" | "aside", s: SessionSettings, peer: PeerLimits): SessionOptions {
+  return {
+    role,
+    localWindow: s.streamWindowBytes,
+    peerWindow: peer.window,
+    localMaxFrame: s.maxFrameBytes,
+    peerMaxFrame: peer.max_frame,
+    maxStreams: kind === "aside" ? 0 : s.maxStreamsPerConnection,
+    heartbeatIntervalMs: s.heartbeatIntervalMs,
+    heartbeatTimeoutMs: s.heartbeatTimeoutMs,
+    controlQueueMaxBytes: s.controlQueueMaxBytes,
+    acceptControl: kind === "aside",
+  };
+}

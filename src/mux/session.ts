@@ -21,10 +21,10 @@ export type { SessionEvents, SessionOptions } from "./session-options.ts";
 
 /**
  * The stream multiplexer over one connection. Feed it socket events (it is the socket's owner). Most of its API
- * (openStream, goAway, close, the stream table, …) is SessionCore's; this class adds receive() and the frame
- * handlers.
+ * (openStream, goAway, close, the stream table, the other socket events, …) is SessionCore's; this class adds
+ * onData() and the frame handlers (handle*).
  */
-export class Session extends SessionCore implements FrameHandler {
+export class Session extends SessionCore implements FrameHandler, SocketOwner {
   private readonly decoder: FrameDecoder;
 
   constructor(socket: FrameSocket, opts: SessionOptions, events: SessionEvents) {
@@ -32,8 +32,10 @@ export class Session extends SessionCore implements FrameHandler {
     this.decoder = new FrameDecoder(this, { maxFrameBytes: opts.localMaxFrame });
   }
 
+  // --- socket events (Session is its connection's SocketOwner once the handshake is over) ---
+
   /** Bytes from the connection. */
-  receive(chunk: Uint8Array): void {
+  onData(chunk: Uint8Array): void {
     if (this.closed) return;
     this.lastReceivedAt = performance.now();
     const kept = InboundQueue.keptViews;
@@ -46,7 +48,7 @@ export class Session extends SessionCore implements FrameHandler {
 
   // --- FrameHandler (frames from the peer) ---
 
-  onOpen(streamId: number, open: OpenPayload): void {
+  handleOpen(streamId: number, open: OpenPayload): void {
     if (this.closed) return;
     if (this.opts.role !== "agent" || streamId <= this.highestStreamId) {
       this.protocolError(new TunnelError("ERR_PROTOCOL", `unexpected OPEN for stream ${streamId}`));
@@ -68,50 +70,50 @@ export class Session extends SessionCore implements FrameHandler {
 
   // Every handler returns at once after close(): the decoder may still be delivering the rest of a chunk.
 
-  onData(streamId: number, payload: Uint8Array): void {
+  handleData(streamId: number, payload: Uint8Array): void {
     if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "DATA");
     stream.handleData(payload);
   }
 
-  onAck(streamId: number): void {
+  handleAck(streamId: number): void {
     if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "ACK");
     if (this.opts.role !== "server") return this.protocolError(new TunnelError("ERR_PROTOCOL", "ACK sent to an agent"));
-    stream.peerAcked();
+    stream.handleAck();
     this.events.onAck?.(stream);
   }
 
-  onFin(streamId: number): void {
+  handleFin(streamId: number): void {
     if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "FIN");
     stream.handleFin();
   }
 
-  onRst(streamId: number, code: number): void {
+  handleRst(streamId: number, code: number): void {
     if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "RST");
     stream.handleRst(code);
   }
 
-  onWindow(streamId: number, increment: number): void {
+  handleWindow(streamId: number, increment: number): void {
     if (this.closed) return;
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "WINDOW");
     stream.handleWindow(increment);
   }
 
-  onPing(opaque: Uint8Array): void {
+  handlePing(opaque: Uint8Array): void {
     if (this.closed) return;
     this.reply(FRAME_HEADER_BYTES + 8);
     this.encoder.pong(opaque);
   }
 
-  onPong(opaque: Uint8Array): void {
+  handlePong(opaque: Uint8Array): void {
     if (this.closed) return;
     const sentAt = new DataView(opaque.buffer, opaque.byteOffset, 8).getFloat64(0);
     const rtt = performance.now() - sentAt;
@@ -121,7 +123,7 @@ export class Session extends SessionCore implements FrameHandler {
     }
   }
 
-  onControl(payload: Uint8Array): void {
+  handleControl(payload: Uint8Array): void {
     if (this.closed) return;
     const msg = this.opts.acceptControl ? decodeControl(payload) : null;
     if (msg === null) {
@@ -131,7 +133,7 @@ export class Session extends SessionCore implements FrameHandler {
     if (msg.type !== "unknown") this.events.onControl?.(msg);
   }
 
-  onGoAway(_lastStreamId: number, code: number): void {
+  handleGoAway(_lastStreamId: number, code: number): void {
     if (this.closed || this.peerWentAway) return;
     this.peerWentAway = true;
     this.draining = true;
@@ -148,12 +150,3 @@ export class Session extends SessionCore implements FrameHandler {
   }
 }
 
-/** A SocketOwner that feeds a session (used once the handshake is over). */
-export function sessionOwner(session: Session): SocketOwner {
-  return {
-    onData: (chunk) => session.receive(chunk),
-    onDrain: () => session.drained(),
-    onEnd: () => session.peerEnded(),
-    onClose: (error) => session.socketClosed(error),
-  };
-}

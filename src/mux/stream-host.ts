@@ -1,14 +1,26 @@
 /**
- * The contract between a stream and its session: what a Stream (stream.ts) needs from it, implemented by SessionCore.
+ * The contracts around a Stream (stream.ts): what it needs from its session (StreamHost, implemented by SessionCore),
+ * the part of a socket it pipes to (LocalSocket), and the server's watcher of a stream before its ACK
+ * (OpeningWatcher, implemented by the server's failover). Generic in the stream type so that this file imports
+ * nothing of stream.ts.
  */
-import type { Stream } from "./stream.ts";
 
-/** What a stream needs from its session (implemented by SessionCore, session-core.ts). */
-export interface StreamHost {
+/** The part of a Bun socket a stream uses (structurally satisfied by `Socket`). */
+export interface LocalSocket {
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
+  pause(): void;
+  resume(): void;
+  shutdown(halfClose?: boolean): void;
+  end(): void;
+  terminate(): void;
+}
+
+/** What a stream `S` needs from its session (implemented by SessionCore, session-core.ts). */
+export interface StreamHost<S> {
   /** True while the session's staging buffer is below its high-water mark. */
   canSend(): boolean;
   /** Parks a stream until the session can send again; `pump()` is called then. */
-  block(stream: Stream): void;
+  block(stream: S): void;
   sendData(streamId: number, data: Uint8Array, offset: number, length: number): void;
   sendFin(streamId: number): void;
   sendRst(streamId: number, code: number): void;
@@ -20,6 +32,17 @@ export interface StreamHost {
   readonly readsPaused: boolean;
   /** A stream's unsent local bytes changed by `delta` (the session keeps the total bounded). */
   pendingChanged(delta: number): void;
-  /** The stream finished (both FINs done, or reset); drop it from the table. */
-  streamDone(stream: Stream, code: number | null): void;
+  /** The stream finished (both FINs done, reset, or moved); drop it from the table. */
+  streamDone(stream: S, code: number | null): void;
+}
+
+/** Watches a server stream until its ACK (Stream.watchOpening): what it sent, and a refusal before the ACK. */
+export interface OpeningWatcher {
+  /** Bytes `[0, n)` of `chunk` were sent to the peer (the watcher copies what it keeps). */
+  sent(chunk: Uint8Array, n: number): void;
+  /**
+   * The peer reset the stream with `code` before its ACK and before delivering any byte. Returns true when the
+   * watcher took the local socket over (it called Stream.handOff); false lets the stream end with `code`.
+   */
+  refused(code: number): boolean;
 }

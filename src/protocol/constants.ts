@@ -61,6 +61,13 @@ export const HandshakeStatus = {
 /** A known handshake status number. */
 export type HandshakeStatus = (typeof HandshakeStatus)[keyof typeof HandshakeStatus];
 
+const statusNames = new Map<number, string>(Object.entries(HandshakeStatus).map(([name, value]) => [value, name]));
+
+/** Name of a handshake status for logs and labels: `"AUTH_FAILED"` for 2, `"UNKNOWN"` for a status not in §1.2. */
+export function handshakeStatusName(status: number): string {
+  return statusNames.get(status) ?? "UNKNOWN";
+}
+
 /** Handshake frame flag byte (offset 3): which JSON body follows (SPEC.md §1). */
 export const HandshakeFlag = {
   INIT_INFO: 1,

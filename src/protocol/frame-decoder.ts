@@ -123,7 +123,7 @@ export class FrameDecoder {
         const n = Math.min(this.remaining, end - pos);
         this.remaining -= n;
         if (this.remaining === 0) this.state = S_HEADER;
-        this.handler.onData(this.streamId, chunk.subarray(pos, pos + n));
+        this.handler.handleData(this.streamId, chunk.subarray(pos, pos + n));
         pos += n;
       } else if (this.state === S_HEADER) {
         // Inlined: this runs once per frame (a method call here cost ~10% at 64-byte frames).
@@ -205,44 +205,44 @@ export class FrameDecoder {
     const id = this.streamId;
     switch (this.type) {
       case FrameType.DATA:
-        h.onData(id, b.subarray(o, o));
+        h.handleData(id, b.subarray(o, o));
         return null;
       case FrameType.OPEN: {
         const open = readOpenPayload(b, o, this.remaining);
         if (open === null) return new TunnelError("ERR_FRAME_PAYLOAD", "malformed OPEN payload");
-        h.onOpen(id, open);
+        h.handleOpen(id, open);
         return null;
       }
       case FrameType.ACK:
-        h.onAck(id);
+        h.handleAck(id);
         return null;
       case FrameType.FIN:
-        h.onFin(id);
+        h.handleFin(id);
         return null;
       case FrameType.RST:
-        h.onRst(id, u32(b, o));
+        h.handleRst(id, u32(b, o));
         return null;
       case FrameType.WINDOW: {
         const inc = u32(b, o);
         if (inc === 0 || inc > MAX_WINDOW_BYTES) {
           return new TunnelError("ERR_FRAME_PAYLOAD", `WINDOW increment ${inc} out of range`);
         }
-        h.onWindow(id, inc);
+        h.handleWindow(id, inc);
         return null;
       }
       case FrameType.PING:
-        h.onPing(b.subarray(o, o + 8));
+        h.handlePing(b.subarray(o, o + 8));
         return null;
       case FrameType.PONG:
-        h.onPong(b.subarray(o, o + 8));
+        h.handlePong(b.subarray(o, o + 8));
         return null;
       case FrameType.CONTROL:
-        h.onControl(b.subarray(o, o + this.remaining));
+        h.handleControl(b.subarray(o, o + this.remaining));
         return null;
       default: {
         const last = u32(b, o);
         if (last > MAX_STREAM_ID) return new TunnelError("ERR_FRAME_PAYLOAD", `GOAWAY last stream id ${last}`);
-        h.onGoAway(last, u32(b, o + 4));
+        h.handleGoAway(last, u32(b, o + 4));
         return null;
       }
     }

@@ -29,25 +29,25 @@ export interface FrameHandler {
    * the caller keeps the chunk unmodified. A payload straddling chunks arrives as one call per chunk part; a
    * zero-length DATA frame gives exactly one call with an empty view.
    */
-  onData(streamId: number, payload: Uint8Array): void;
+  handleData(streamId: number, payload: Uint8Array): void;
   /** OPEN: the server asks the agent to open a stream to `open.service`. */
-  onOpen(streamId: number, open: OpenPayload): void;
+  handleOpen(streamId: number, open: OpenPayload): void;
   /** ACK: the agent connected the target. */
-  onAck(streamId: number): void;
+  handleAck(streamId: number): void;
   /** FIN: the peer sends no more DATA on this stream. */
-  onFin(streamId: number): void;
+  handleFin(streamId: number): void;
   /** RST: stream aborted; `code` is any uint32 (known ones in `WireCode`). */
-  onRst(streamId: number, code: number): void;
+  handleRst(streamId: number, code: number): void;
   /** WINDOW: `increment` bytes of credit, 1..2^31−1. */
-  onWindow(streamId: number, increment: number): void;
+  handleWindow(streamId: number, increment: number): void;
   /** PING: `opaque` is 8 bytes, valid only during the call (copy it to answer later). */
-  onPing(opaque: Uint8Array): void;
+  handlePing(opaque: Uint8Array): void;
   /** PONG: `opaque` is 8 bytes, valid only during the call. */
-  onPong(opaque: Uint8Array): void;
+  handlePong(opaque: Uint8Array): void;
   /** GOAWAY: `lastStreamId` 0..2^31−1; `code` is any uint32. */
-  onGoAway(lastStreamId: number, code: number): void;
+  handleGoAway(lastStreamId: number, code: number): void;
   /** CONTROL (aside connections, SPEC.md §4): the JSON payload, a view valid only during the call. */
-  onControl(payload: Uint8Array): void;
+  handleControl(payload: Uint8Array): void;
 }
 
 export { FrameDecoder } from "./frame-decoder.ts";

@@ -59,9 +59,9 @@ export interface GracefulClose {
 
 /** One handshake frame: the flag byte tells the body type. */
 export type HandshakeMessage =
-  | { flag: 1; body: ConnectionInitInfo }
-  | { flag: 2; body: ConnectionInitResponse }
-  | { flag: 3; body: GracefulClose };
+  | { flag: typeof HandshakeFlag.INIT_INFO; body: ConnectionInitInfo }
+  | { flag: typeof HandshakeFlag.INIT_RESPONSE; body: ConnectionInitResponse }
+  | { flag: typeof HandshakeFlag.GRACEFUL_CLOSE; body: GracefulClose };
 
 /** Outcome of {@link HandshakeDecoder.push}. `rest` is a view of the pushed chunk after the frame (may be empty). */
 export type HandshakeResult =
@@ -69,7 +69,11 @@ export type HandshakeResult =
   | { kind: "frame"; message: HandshakeMessage; rest: Uint8Array }
   | { kind: "error"; error: TunnelError };
 
-const SCHEMAS = { 1: InitInfoSchema, 2: InitResponseSchema, 3: GracefulCloseSchema } as const;
+const SCHEMAS = {
+  [HandshakeFlag.INIT_INFO]: InitInfoSchema,
+  [HandshakeFlag.INIT_RESPONSE]: InitResponseSchema,
+  [HandshakeFlag.GRACEFUL_CLOSE]: GracefulCloseSchema,
+} as const;
 const ALL_FLAGS: readonly number[] = [HandshakeFlag.INIT_INFO, HandshakeFlag.INIT_RESPONSE, HandshakeFlag.GRACEFUL_CLOSE];
 const MORE: HandshakeResult = Object.freeze({ kind: "more" });
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -85,12 +89,12 @@ function bodyLimit(maxBodyBytes: number | undefined): number {
 /** The body object in MOSN's Go key order (JSON.stringify keeps insertion order). */
 function orderedBody(msg: HandshakeMessage): object {
   switch (msg.flag) {
-    case 1: {
+    case HandshakeFlag.INIT_INFO: {
       const b = msg.body;
       const { cluster_name, weight, host_name, credential_policy, credential, extra } = b;
       return { cluster_name, weight, host_name, credential_policy, credential, extra };
     }
-    case 2: {
+    case HandshakeFlag.INIT_RESPONSE: {
       const b = msg.body;
       const out: Record<string, unknown> = { status: b.status };
       if (b.connection_id !== undefined) out["connection_id"] = b.connection_id;
@@ -101,7 +105,7 @@ function orderedBody(msg: HandshakeMessage): object {
       if (b.retry_after_ms !== undefined) out["retry_after_ms"] = b.retry_after_ms;
       return out;
     }
-    case 3:
+    case HandshakeFlag.GRACEFUL_CLOSE:
       return { addresses: msg.body.addresses, cluster_name: msg.body.cluster_name };
   }
 }
@@ -148,22 +152,22 @@ export function encodeHandshake(msg: HandshakeMessage, maxBodyBytes?: number): U
 
 /**
  * Reads `extra.backchannel` of an InitInfo. Returns null when `extra` is null or has no own `backchannel` key
- * (a plain MOSN agent). The result is a fresh object.
- * @throws TunnelError ERR_HANDSHAKE_SHAPE if `backchannel` is present but malformed (SPEC.md §1.1 limits).
+ * (a plain MOSN agent), the hello (a fresh object), or TunnelError ERR_HANDSHAKE_SHAPE if `backchannel` is present
+ * but malformed (SPEC.md §1.1 limits). Never throws.
  */
-export function readBackchannelHello(info: ConnectionInitInfo): BackchannelHello | null {
+export function readBackchannelHello(info: ConnectionInitInfo): BackchannelHello | null | TunnelError {
   const extra = info.extra;
   if (extra === null || !Object.hasOwn(extra, "backchannel")) return null;
   const parsed = v.safeParse(BackchannelHelloSchema, extra["backchannel"]);
   if (!parsed.success || !isJsonObject(extra["backchannel"])) {
     const why = parsed.success ? "not an object" : describeIssues(parsed.issues);
-    throw new TunnelError("ERR_HANDSHAKE_SHAPE", `extra.backchannel: ${why}`);
+    return new TunnelError("ERR_HANDSHAKE_SHAPE", `extra.backchannel: ${why}`);
   }
   return parsed.output;
 }
 
 /** Decodes a complete body: UTF-8 → JSON → depth → shape, per SPEC.md §1.5. */
-function decodeBody(flag: 1 | 2 | 3, bytes: Uint8Array): HandshakeMessage | TunnelError {
+function decodeBody(flag: HandshakeFlag, bytes: Uint8Array): HandshakeMessage | TunnelError {
   let value: unknown;
   try {
     value = JSON.parse(utf8.decode(bytes));
@@ -231,7 +235,7 @@ export class HandshakeDecoder {
       if (err !== null) return this.finish({ kind: "error", error: err });
     }
     const h = this.header;
-    const flag = h[3] as 1 | 2 | 3;
+    const flag = h[3] as HandshakeFlag;
     const len = ((h[6] as number) << 8) | (h[7] as number);
     let bytes: Uint8Array;
     if (this.bodyHave === 0 && chunk.length - pos >= len) {

@@ -6,9 +6,10 @@
  */
 import type { ServerConfig } from "../config.ts";
 import { encodeHandshake } from "../protocol/handshake.ts";
-import { HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
+import { HandshakeFlag, HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
 import type { ControlMessage } from "../protocol/control.ts";
-import { Session, sessionOwner } from "../mux/session.ts";
+import { Session } from "../mux/session.ts";
+import { sessionOptions } from "../mux/session-options.ts";
 import type { NetSocket } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
 import type { AcceptedHandshake } from "./handshake.ts";
@@ -40,7 +41,7 @@ export class Admission {
     const { config } = this;
     const connectionId = `${this.idPrefix}-${this.nextConnection++}`;
     const response = encodeHandshake({
-      flag: 2,
+      flag: HandshakeFlag.INIT_RESPONSE,
       body: {
         status: HandshakeStatus.SUCCESS,
         connection_id: connectionId,
@@ -57,18 +58,7 @@ export class Admission {
     let host: Host | null = null;
     const session: Session = new Session(
       socket,
-      {
-        role: "server",
-        localWindow: config.streamWindowBytes,
-        peerWindow: a.hello.window,
-        localMaxFrame: config.maxFrameBytes,
-        peerMaxFrame: a.hello.max_frame,
-        maxStreams: config.maxStreamsPerConnection,
-        heartbeatIntervalMs: config.heartbeatIntervalMs,
-        heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-        controlQueueMaxBytes: config.controlQueueMaxBytes,
-        acceptControl: aside,
-      },
+      sessionOptions("server", a.hello.role, config, a.hello),
       {
         onStreamEnd: (stream, code) => {
           this.stats.streamEnded(stream, code, host, config.accessLog);
@@ -94,7 +84,7 @@ export class Admission {
         },
       },
     );
-    socket.data.owner = sessionOwner(session);
+    socket.data.owner = session;
     if (aside) {
       const key = agentKey(cluster, hostName, a.hello.instance);
       const old = this.asides.get(key);
@@ -125,7 +115,7 @@ export class Admission {
       }
       log.info("agent connection joined", { connectionId, cluster, hostName, weight: host.weight, slot: host.slot });
     }
-    if (a.rest.byteLength > 0) session.receive(a.rest);
+    if (a.rest.byteLength > 0) session.onData(a.rest);
   }
 
   /** Stops routing to a host; it closes (with DRAINED on the aside) once its streams are done. */

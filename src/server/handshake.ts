@@ -3,126 +3,17 @@
  * covers everything from TCP accept (the TLS handshake included) to the response. Statuses follow MOSN (SPEC.md
  * §1.2): unknown policy or not the cluster's policy → 3, unknown cluster → 4, credential that does not verify → 2,
  * then ours (16, 18), else 1. With TUNNEL_TLS_CLIENT_CA every connection must present a client certificate that
- * verifies against it (`socket.authorized`, checked here once TLS completes) or it is refused with 2.
- *
- * Also here: the pre-handshake gate's helpers: {@link AuthPenalties} (sources that keep failing authentication are
- * refused for a while) and {@link refuseEarly}.
+ * verifies against it (`socket.authorized`, checked here once TLS completes) or it is refused with 2. The decoder,
+ * deadline and settle are HandshakeCore's (mux/handshake-core.ts); the gate before it is gate.ts.
  */
-import { HandshakeDecoder, encodeHandshake, readBackchannelHello, type BackchannelHello, type ConnectionInitInfo } from "../protocol/handshake.ts";
-import { HandshakeStatus, STREAM_PROTOCOL_VERSION } from "../protocol/constants.ts";
+import { encodeHandshake, readBackchannelHello, type BackchannelHello, type ConnectionInitInfo } from "../protocol/handshake.ts";
+import { HandshakeFlag, HandshakeStatus, STREAM_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { verifyCredential, type ReplayGuard } from "../auth/credential.ts";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, type ErrorCode } from "../errors.ts";
 import type { ClusterConfig, ServerConfig } from "../config.ts";
-import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
-
-/** Statuses that count as a failed authentication attempt for {@link AuthPenalties}. */
-const AUTH_FAILURE_STATUSES: ReadonlySet<number> = new Set([
-  HandshakeStatus.AUTH_FAILED,
-  HandshakeStatus.VALIDATOR_NOT_FOUND,
-  HandshakeStatus.CLUSTER_NOT_EXIST,
-]);
-/** Sources remembered at most by {@link AuthPenalties} (the oldest are forgotten first). */
-const MAX_PENALTY_ENTRIES = 65_536;
-
-interface PenaltyEntry {
-  /** Failures in the current window. */
-  count: number;
-  windowStart: number;
-  /** Refused until this time (ms, Date.now clock). */
-  until: number;
-  /** Penalties served so far: each doubles the next. */
-  strikes: number;
-  last: number;
-}
-
-/** Settings of {@link AuthPenalties} (TUNNEL_AUTH_FAILURE_LIMIT etc.; limit 0 turns penalties off). */
-export interface PenaltySettings {
-  authFailureLimit: number;
-  authFailureWindowMs: number;
-  authPenaltyMs: number;
-  authPenaltyMaxMs: number;
-}
-
-/**
- * Per-source penalties for failed authentication (after OpenSSH's PerSourcePenalties): `limit` failures from one
- * address within `window` → new connections from it are refused for `penalty`, doubling with each further penalty
- * up to `max`. A source is forgotten once it has been quiet for `window + max`. Bounded memory.
- */
-export class AuthPenalties {
-  private readonly entries = new Map<string, PenaltyEntry>();
-
-  constructor(
-    private readonly s: PenaltySettings,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /** Records a failed authentication from `ip`; returns the penalty (ms) it started, or 0. */
-  failure(ip: string): number {
-    if (this.s.authFailureLimit <= 0) return 0;
-    const now = this.now();
-    let e = this.entries.get(ip);
-    if (e === undefined) {
-      if (this.entries.size >= MAX_PENALTY_ENTRIES) this.prune(now);
-      e = { count: 0, windowStart: now, until: 0, strikes: 0, last: now };
-    } else {
-      this.entries.delete(ip); // re-insert: the map stays in least-recently-failed order
-      if (now - e.last > this.s.authFailureWindowMs + this.s.authPenaltyMaxMs) e.strikes = 0;
-    }
-    this.entries.set(ip, e);
-    if (now - e.windowStart > this.s.authFailureWindowMs) {
-      e.count = 0;
-      e.windowStart = now;
-    }
-    e.count++;
-    e.last = now;
-    if (e.count < this.s.authFailureLimit) return 0;
-    const ms = Math.min(this.s.authPenaltyMaxMs, this.s.authPenaltyMs * 2 ** Math.min(e.strikes, 30));
-    e.until = now + ms;
-    e.strikes++;
-    e.count = 0;
-    e.windowStart = now;
-    return ms;
-  }
-
-  /** How long `ip` is still refused (ms); 0 if it is not. */
-  remainingMs(ip: string): number {
-    const e = this.entries.get(ip);
-    if (e === undefined) return 0;
-    const left = e.until - this.now();
-    return left > 0 ? Math.ceil(left) : 0;
-  }
-
-  /** Sources currently remembered. */
-  get size(): number {
-    return this.entries.size;
-  }
-
-  private prune(now: number): void {
-    const forgetAfter = this.s.authFailureWindowMs + this.s.authPenaltyMaxMs;
-    for (const [ip, e] of this.entries) if (now - e.last > forgetAfter && e.until <= now) this.entries.delete(ip);
-    // Still nearly full: forget the least recently failed eighth at once (amortised O(1) per failure).
-    const keep = MAX_PENALTY_ENTRIES - (MAX_PENALTY_ENTRIES >> 3);
-    for (const ip of this.entries.keys()) {
-      if (this.entries.size <= keep) break;
-      this.entries.delete(ip);
-    }
-  }
-}
-
-/** Owner for a connection refused before its handshake: ignores everything until the socket is gone. */
-const REFUSED: SocketOwner = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
-
-/**
- * Refuses a connection at accept (pending-handshake caps, penalties): a plaintext one is answered SERVER_BUSY with
- * `retryAfterMs` and closed; a TLS one is closed at once (nothing can be written before its TLS handshake, and
- * finishing TLS for a refused peer would cost more than it tells). Returns the owner for `accept` (null: kill).
- */
-export function refuseEarly(socket: NetSocket, tls: boolean, retryAfterMs: number): SocketOwner | null {
-  if (tls) return null;
-  socket.write(encodeHandshake({ flag: 2, body: { status: HandshakeStatus.SERVER_BUSY, retry_after_ms: Math.ceil(retryAfterMs) } }));
-  socket.end();
-  return REFUSED;
-}
+import type { NetSocket } from "../transport/tcp.ts";
+import { HandshakeCore, type FrameOf, type HandshakeFailure } from "../mux/handshake-core.ts";
+import { AUTH_FAILURE_STATUSES, type AuthPenalties } from "./gate.ts";
 
 const KNOWN_POLICIES = new Set(["token", "hmac-sha256", "mtls", "none"]);
 
@@ -163,16 +54,25 @@ export function certificateIdentities(socket: NetSocket): string[] {
   return ids;
 }
 
-/** Decides the status for a decoded InitInfo. Pure apart from the replay guard. */
+/** The outcome of {@link decideStatus}: success with the cluster and hello, or a refusal with its reason. */
+export type Decision =
+  | { status: typeof HandshakeStatus.SUCCESS; cluster: ClusterConfig; hello: BackchannelHello }
+  | { status: number; error: TunnelError };
+
+function refusal(status: number, code: ErrorCode, why: string): Decision {
+  return { status, error: new TunnelError(code, `handshake refused with status ${status}: ${why}`) };
+}
+
+/** Decides the status for a decoded InitInfo (SPEC.md §1.2 order). Pure apart from the replay guard. */
 export function decideStatus(
   info: ConnectionInitInfo,
   ctx: Pick<HandshakeContext, "clusters" | "replay">,
   peerIdentities: () => string[],
-): { status: number; cluster?: ClusterConfig; hello?: BackchannelHello } {
-  if (!KNOWN_POLICIES.has(info.credential_policy)) return { status: HandshakeStatus.VALIDATOR_NOT_FOUND };
+): Decision {
+  if (!KNOWN_POLICIES.has(info.credential_policy)) return refusal(HandshakeStatus.VALIDATOR_NOT_FOUND, "ERR_AUTH", "unknown credential policy");
   const cluster = ctx.clusters.get(info.cluster_name);
-  if (cluster === undefined) return { status: HandshakeStatus.CLUSTER_NOT_EXIST };
-  if (cluster.policy !== info.credential_policy) return { status: HandshakeStatus.VALIDATOR_NOT_FOUND };
+  if (cluster === undefined) return refusal(HandshakeStatus.CLUSTER_NOT_EXIST, "ERR_AUTH", "unknown cluster");
+  if (cluster.policy !== info.credential_policy) return refusal(HandshakeStatus.VALIDATOR_NOT_FOUND, "ERR_AUTH", "not the cluster's policy");
   let ok: boolean;
   switch (cluster.policy) {
     case "none":
@@ -187,22 +87,16 @@ export function decideStatus(
     default:
       ok = verifyCredential(cluster.policy, cluster.secret ?? "", info.credential, cluster.name, info.host_name, ctx.replay);
   }
-  if (!ok) return { status: HandshakeStatus.AUTH_FAILED };
-  let hello: BackchannelHello | null;
-  try {
-    hello = readBackchannelHello(info);
-  } catch {
-    return { status: HandshakeStatus.MALFORMED };
-  }
-  if (hello === null || hello.version !== STREAM_PROTOCOL_VERSION) return { status: HandshakeStatus.UNSUPPORTED_VERSION };
+  if (!ok) return refusal(HandshakeStatus.AUTH_FAILED, "ERR_AUTH", "credential does not verify");
+  const hello = readBackchannelHello(info);
+  if (hello instanceof TunnelError) return { status: HandshakeStatus.MALFORMED, error: hello };
+  if (hello === null) return refusal(HandshakeStatus.UNSUPPORTED_VERSION, "ERR_UNSUPPORTED_VERSION", "no extra.backchannel");
+  if (hello.version !== STREAM_PROTOCOL_VERSION) return refusal(HandshakeStatus.UNSUPPORTED_VERSION, "ERR_UNSUPPORTED_VERSION", `stream protocol version ${hello.version}`);
   return { status: HandshakeStatus.SUCCESS, cluster, hello };
 }
 
 /** Owns a freshly accepted agent socket until the handshake succeeds or fails. */
-export class PendingHandshake implements SocketOwner {
-  private readonly decoder: HandshakeDecoder;
-  private readonly timer: ReturnType<typeof setTimeout>;
-  private settled = false;
+export class PendingHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_INFO> {
   /** TLS: the TLS handshake has not completed (and verified, under TUNNEL_TLS_CLIENT_CA) yet. */
   private tlsPending: boolean;
 
@@ -210,85 +104,60 @@ export class PendingHandshake implements SocketOwner {
     private readonly socket: NetSocket,
     private readonly ctx: HandshakeContext,
   ) {
-    this.decoder = new HandshakeDecoder({ maxBodyBytes: ctx.config.handshakeMaxBytes, accept: [1] });
+    super(HandshakeFlag.INIT_INFO, ctx.config.handshakeMaxBytes);
     this.tlsPending = ctx.config.tls;
     // Started at TCP accept (TLS listeners fire open before the TLS handshake): one deadline for TLS + InitInfo.
-    this.timer = setTimeout(() => this.fail(null, new TunnelError("ERR_HANDSHAKE_TIMEOUT")), ctx.config.handshakeTimeoutMs);
+    this.arm(ctx.config.handshakeTimeoutMs);
   }
 
   /** TLS listener: the TLS handshake finished. Under TUNNEL_TLS_CLIENT_CA the client certificate must verify. */
   onHandshake(ok: boolean, error: Error | null): void {
-    if (this.settled) return;
-    if (!ok) {
-      this.fail(null, new TunnelError("ERR_TLS", `TLS handshake failed: ${tlsReason(error)}`));
-      return;
-    }
+    if (this.state === "settled") return;
+    if (!ok) return this.fail(new TunnelError("ERR_TLS", `TLS handshake failed: ${tlsReason(error)}`), "lost");
     if (this.ctx.config.tlsClientCa !== null && !this.socket.authorized) {
       // No certificate, or one that does not chain to TUNNEL_TLS_CLIENT_CA: refused like a bad credential.
-      this.fail(HandshakeStatus.AUTH_FAILED, new TunnelError("ERR_TLS", `client certificate refused: ${tlsReason(error)}`), true);
-      return;
+      return this.refuse(HandshakeStatus.AUTH_FAILED, new TunnelError("ERR_TLS", `client certificate refused: ${tlsReason(error)}`), true);
     }
     this.tlsPending = false;
   }
 
-  onData(chunk: Uint8Array): void {
-    if (this.settled) return;
-    if (this.tlsPending) {
-      // Bun delivers data only after the handshake event; never act on bytes before TLS (and the client
-      // certificate) were checked.
-      this.fail(null, new TunnelError("ERR_TLS", "data before the TLS handshake completed"));
-      return;
-    }
-    const r = this.decoder.push(chunk);
-    if (r.kind === "more") return;
-    if (r.kind === "error") {
-      this.fail(HandshakeStatus.MALFORMED, r.error);
-      return;
-    }
-    if (r.message.flag !== 1) {
-      this.fail(HandshakeStatus.MALFORMED, new TunnelError("ERR_HANDSHAKE_FLAG"));
-      return;
-    }
-    const info = r.message.body;
-    const d = decideStatus(info, this.ctx, () => certificateIdentities(this.socket));
-    if (d.status !== HandshakeStatus.SUCCESS || !d.cluster || !d.hello) {
-      const code = d.status === HandshakeStatus.UNSUPPORTED_VERSION ? "ERR_HANDSHAKE_SHAPE" : "ERR_AUTH";
-      this.fail(d.status, new TunnelError(code, `handshake refused with status ${d.status}`));
-      return;
-    }
-    this.settle();
-    this.ctx.onAccepted(this.socket, { info, hello: d.hello, cluster: d.cluster, rest: r.rest });
+  protected override mayRead(): boolean {
+    if (!this.tlsPending) return true;
+    // Bun delivers data only after the handshake event; never act on bytes before TLS (and the client certificate)
+    // were checked.
+    this.fail(new TunnelError("ERR_TLS", "data before the TLS handshake completed"), "lost");
+    return false;
   }
 
-  onDrain(): void {}
-
-  onEnd(): void {
-    this.fail(null, new TunnelError("ERR_HANDSHAKE_CLOSED"));
-  }
-
-  onClose(): void {
-    if (!this.settled) {
-      this.settle();
-      this.ctx.onRefused(this.socket, null, new TunnelError("ERR_HANDSHAKE_CLOSED"));
-    }
-  }
-
-  private settle(): void {
-    this.settled = true;
-    clearTimeout(this.timer);
+  protected override settled(): void {
     this.ctx.onSettled(this.socket);
   }
 
-  private fail(status: number | null, error: TunnelError, authFailure = status !== null && AUTH_FAILURE_STATUSES.has(status)): void {
-    if (this.settled) return;
+  protected received(message: FrameOf<typeof HandshakeFlag.INIT_INFO>, rest: Uint8Array): void {
+    const info = message.body;
+    const d = decideStatus(info, this.ctx, () => certificateIdentities(this.socket));
+    if ("error" in d) return this.respondRefusal(d.status, d.error, AUTH_FAILURE_STATUSES.has(d.status));
+    this.ctx.onAccepted(this.socket, { info, hello: d.hello, cluster: d.cluster, rest });
+  }
+
+  protected failed(error: TunnelError, how: HandshakeFailure): void {
+    if (how === "malformed") return this.respondRefusal(HandshakeStatus.MALFORMED, error, false);
+    if (how === "lost") this.socket.terminate();
+    this.ctx.onRefused(this.socket, null, error);
+  }
+
+  /** Refuses with a status (settling first). */
+  private refuse(status: number, error: TunnelError, authFailure: boolean): void {
+    if (this.state === "settled") return;
     this.settle();
+    this.respondRefusal(status, error, authFailure);
+  }
+
+  /** Writes the refusal status, closes, and reports it (already settled). */
+  private respondRefusal(status: number, error: TunnelError, authFailure: boolean): void {
     if (authFailure) this.ctx.penalties?.failure(this.socket.remoteAddress);
-    if (status !== null) {
-      this.socket.write(encodeHandshake({ flag: 2, body: { status } }));
-      this.socket.end();
-    } else {
-      this.socket.terminate();
-    }
+    this.socket.write(encodeHandshake({ flag: HandshakeFlag.INIT_RESPONSE, body: { status } }));
+    this.socket.end();
     this.ctx.onRefused(this.socket, status, error);
   }
 }

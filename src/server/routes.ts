@@ -4,17 +4,16 @@
  */
 import { isIPv4 } from "node:net";
 import type { ServerConfig } from "../config.ts";
-import { listen, type Listener, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
+import { IGNORING_OWNER, listen, type Listener, type NetSocket } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
+import { logCode } from "../errors.ts";
 import type { Stream } from "../mux/stream.ts";
 import { wireCodeName } from "../protocol/constants.ts";
+import { VisitorFailover } from "./failover.ts";
 import type { Registry } from "./registry.ts";
 import type { ServerStats } from "./stats.ts";
 
 const log = logger("route");
-
-/** Owner for a visitor we refused: ignores everything until the socket is gone. */
-const REFUSED: SocketOwner = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
 
 /** Agents a visitor may be offered to after the first one refused it (so at most 1 + this many attempts). */
 const MAX_RETRIES = 2;
@@ -44,7 +43,7 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
           });
           if (stream === null) continue;
           stream.label = label;
-          stream.enableRetry((code) => retry(socket, stream, code, host.hostName, exclude));
+          stream.watchOpening(new VisitorFailover(socket, stream, (code) => retry(socket, code, host.hostName, exclude)));
           stats.streamOpened(label);
           return stream;
         }
@@ -52,24 +51,17 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
       };
 
       /**
-       * The agent refused a stream before taking any byte of it (SPEC §2.4): offer the visitor to another agent of
-       * the cluster, replaying what it sent so far. False (the visitor is reset) when no other agent is left.
+       * The agent `refusedBy` refused a visitor's stream before taking any byte of it (SPEC §2.2): a stream for it on
+       * another agent of the cluster (VisitorFailover moves the visitor there), or null when no other agent is left.
        */
-      const retry = (socket: NetSocket, old: Stream, code: number, refusedBy: string, tried: Set<string> | null): boolean => {
+      const retry = (socket: NetSocket, code: number, refusedBy: string, tried: Set<string> | null): Stream | null => {
         const exclude = new Set(tried ?? []).add(refusedBy);
-        if (exclude.size > MAX_RETRIES) return false;
+        if (exclude.size > MAX_RETRIES) return null;
         const next = openFor(socket, exclude);
-        if (next === null) return false;
-        const { chunks, eof } = old.handOff(code);
-        socket.data.owner = next;
-        // The refused stream may have paused the visitor, and the new one may have paused it when it was opened
-        // (its connection over its read budget): give the socket the new stream's state before the replay.
-        next.syncReading();
-        for (const c of chunks) next.onData(c);
-        if (eof) next.onEnd();
+        if (next === null) return null;
         stats.streamRetried(label, code);
         log.debug("visitor retried on another agent", { route: label, refusedBy, code: wireCodeName(code) });
-        return true;
+        return next;
       };
 
       const listener: Listener = listen({
@@ -80,14 +72,14 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
           // A visitor that reset before we got to it has no address any more: nothing to carry.
           if (!socket.remoteAddress) {
             socket.terminate();
-            return REFUSED;
+            return IGNORING_OWNER;
           }
           const stream = openFor(socket, null);
           if (stream !== null) return stream;
           stats.visitorRefused(label);
-          log.debug("visitor refused: no agent connection available", { route: label, visitor: socket.remoteAddress });
+          log.debug("visitor refused: no agent connection available", { route: label, visitor: socket.remoteAddress, code: logCode("ERR_NO_HOST") });
           socket.end();
-          return REFUSED;
+          return IGNORING_OWNER;
         },
       });
       listeners.push(listener);

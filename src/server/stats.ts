@@ -108,7 +108,7 @@ export class ServerStats {
 
   streamEnded(stream: Stream, code: number | null, host: Host | null, accessLog: boolean): void {
     this.streamsActive--;
-    if (stream.retried) {
+    if (stream.state === "moved") {
       // Refused by its agent before any byte went through, and carried on by another one (streamRetried counted it).
       if (accessLog) access.info("stream retried", { visitor: `${stream.open.visitorAddress}:${stream.open.visitorPort}`, route: stream.label, host: host?.hostName, reason: wireCodeName(code ?? 0) });
       return;

@@ -24,6 +24,9 @@ export interface SocketOwner {
   onHandshake?(ok: boolean, error: Error | null): void;
 }
 
+/** An owner that ignores every event: for a socket that was refused or is being closed, until it is gone. */
+export const IGNORING_OWNER: SocketOwner = Object.freeze({ onData() {}, onDrain() {}, onEnd() {}, onClose() {} });
+
 /** Per-socket slot stored in `socket.data`. */
 export interface SocketSlot {
   owner: SocketOwner | null;

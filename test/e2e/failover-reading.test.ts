@@ -28,20 +28,20 @@ class FakeConn {
   readonly fins = new Set<number>();
   private readonly decoder = new FrameDecoder(
     {
-      onData: (id, p) => {
+      handleData: (id, p) => {
         const a = this.data.get(id) ?? [];
         for (const b of p) a.push(b);
         this.data.set(id, a);
       },
-      onOpen() {},
-      onAck() {},
-      onFin: (id) => void this.fins.add(id),
-      onRst() {},
-      onWindow() {},
-      onPing() {},
-      onPong() {},
-      onControl() {},
-      onGoAway() {},
+      handleOpen() {},
+      handleAck() {},
+      handleFin: (id) => void this.fins.add(id),
+      handleRst() {},
+      handleWindow() {},
+      handlePing() {},
+      handlePong() {},
+      handleControl() {},
+      handleGoAway() {},
     },
     { maxFrameBytes: 256 * KiB },
   );
@@ -135,7 +135,7 @@ describe("retry onto a connection over its read budget", () => {
     await waitFor(() => (a.conn.data.get(1)?.length ?? 0) === first.byteLength, "the first bytes on agent a");
 
     registry.add(b.host, 60_000);
-    a.host.session.onRst(1, WireCode.CONNECT_REFUSED); // agent a refuses before its ACK
+    a.host.session.handleRst(1, WireCode.CONNECT_REFUSED); // agent a refuses before its ACK
     expect(moved).not.toBeNull();
     expect(stats.retriedByRouteCode.get("edge/echo\u0000CONNECT_REFUSED")).toBe(1);
     // b is over budget: the visitor must end up paused (the last call wins).
@@ -145,9 +145,9 @@ describe("retry onto a connection over its read budget", () => {
     pushRest(visitor);
     // Free b's budget (credit for the hog), then give the moved stream room: every byte arrives, in order, then FIN.
     const next = moved as unknown as Stream;
-    bSession.onWindow(hog.id, 16 * MiB);
+    bSession.handleWindow(hog.id, 16 * MiB);
     expect(bSession.readsPaused).toBe(false);
-    bSession.onWindow(next.id, 16 * MiB);
+    bSession.handleWindow(next.id, 16 * MiB);
     await waitFor(() => b.conn.fins.has(next.id), "the visitor's FIN on agent b", 20_000);
     const got = Buffer.from(b.conn.data.get(next.id) ?? []);
     expect(got.byteLength).toBe(expected.byteLength);

@@ -60,7 +60,7 @@ describe("received chunks", () => {
     const local = new FakeLocal();
     const { session } = await agentWith(local);
     const chunk = openAndData(payload);
-    session.receive(chunk);
+    session.onData(chunk);
     expect(detached(chunk)).toBe(true);
     expect(Buffer.from(local.got).equals(Buffer.from(payload))).toBe(true);
     session.close();
@@ -72,7 +72,7 @@ describe("received chunks", () => {
     local.room = 10 * KiB; // takes 10 KiB, the rest (190 KiB, most of the chunk) is queued as a view
     const { session, streams } = await agentWith(local);
     const chunk = openAndData(payload);
-    session.receive(chunk);
+    session.onData(chunk);
     expect(detached(chunk)).toBe(false);
     local.room = Infinity;
     streams[0]?.onDrain();
@@ -104,7 +104,7 @@ describe("local reads", () => {
     const second = pattern(4, 100 * KiB);
     stream.onData(second); // no credit left: must stay intact
     expect(detached(second)).toBe(false);
-    session.onWindow(stream.id, 256 * KiB);
+    session.handleWindow(stream.id, 256 * KiB);
     expect(detached(second)).toBe(true);
     await new Promise((r) => setImmediate(r)); // the writer flushes once per loop turn
     const expected = [...pattern(3, 64 * KiB), ...pattern(4, 100 * KiB)];

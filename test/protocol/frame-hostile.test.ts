@@ -145,7 +145,7 @@ describe("decoder lifecycle", () => {
 
   test("handler exceptions propagate out of push", () => {
     const rec = new Recorder();
-    rec.onAck = () => {
+    rec.handleAck = () => {
       throw new Error("handler bug");
     };
     expect(() => new FrameDecoder(rec).push(oracleEncode([{ t: "ack", id: 1 }]))).toThrow("handler bug");

@@ -122,7 +122,7 @@ describe("frame round trip", () => {
   test("DATA views alias the pushed chunk (no copy)", () => {
     const bytes = oracleEncode([{ t: "data", id: 1, bytes: pattern(64) }]);
     const seen: Uint8Array[] = [];
-    const dec = new FrameDecoder({ ...noop, onData: (_id, p) => void seen.push(p) });
+    const dec = new FrameDecoder({ ...noop, handleData: (_id, p) => void seen.push(p) });
     expect(dec.push(bytes)).toBeNull();
     expect(seen[0]!.buffer).toBe(bytes.buffer);
     expect(seen[0]!.byteOffset).toBe(FRAME_HEADER_BYTES);
@@ -141,5 +141,5 @@ describe("frame round trip", () => {
 });
 
 const noop = {
-  onData() {}, onOpen() {}, onAck() {}, onFin() {}, onRst() {}, onWindow() {}, onPing() {}, onPong() {}, onGoAway() {}, onControl() {},
+  handleData() {}, handleOpen() {}, handleAck() {}, handleFin() {}, handleRst() {}, handleWindow() {}, handlePing() {}, handlePong() {}, handleGoAway() {}, handleControl() {},
 };

@@ -112,18 +112,12 @@ describe("readBackchannelHello", () => {
     ["slot -1", { ...hello, slot: -1 }],
     ["version 0", { ...hello, version: 0 }],
     ["version 1.5", { ...hello, version: 1.5 }],
-  ])("malformed (%s) throws ERR_HANDSHAKE_SHAPE", (_n, backchannel) => {
-    let thrown: unknown;
-    try {
-      readBackchannelHello({ ...info, extra: { backchannel } });
-    } catch (e) {
-      thrown = e;
-    }
-    expect(isTunnelError(thrown, "ERR_HANDSHAKE_SHAPE")).toBe(true);
+  ])("malformed (%s) returns ERR_HANDSHAKE_SHAPE, never throws", (_n, backchannel) => {
+    expect(isTunnelError(readBackchannelHello({ ...info, extra: { backchannel } }), "ERR_HANDSHAKE_SHAPE")).toBe(true);
   });
 
   test("a future version with the same shape is returned (the server answers UNSUPPORTED_VERSION)", () => {
-    expect(readBackchannelHello({ ...info, extra: { backchannel: { ...hello, version: 2 } } })?.version).toBe(2);
+    expect(readBackchannelHello({ ...info, extra: { backchannel: { ...hello, version: 2 } } })).toEqual({ ...hello, version: 2 });
   });
 });
 

@@ -38,16 +38,16 @@ describe("SPEC.md hex examples", () => {
     const rec = new Recorder();
     // Re-encode each frame as it is decoded (DATA parts arrive whole here: one chunk).
     const dec = new FrameDecoder({
-      onData: (id, p) => enc.data(id, p),
-      onOpen: (id, o) => enc.open(id, o),
-      onAck: (id) => enc.ack(id),
-      onFin: (id) => enc.fin(id),
-      onRst: (id, c) => enc.rst(id, c),
-      onWindow: (id, i) => enc.window(id, i),
-      onPing: (o) => enc.ping(o),
-      onPong: (o) => enc.pong(o),
-      onGoAway: (l, c) => enc.goAway(l, c),
-      onControl: (p) => enc.control(p),
+      handleData: (id, p) => enc.data(id, p),
+      handleOpen: (id, o) => enc.open(id, o),
+      handleAck: (id) => enc.ack(id),
+      handleFin: (id) => enc.fin(id),
+      handleRst: (id, c) => enc.rst(id, c),
+      handleWindow: (id, i) => enc.window(id, i),
+      handlePing: (o) => enc.ping(o),
+      handlePong: (o) => enc.pong(o),
+      handleGoAway: (l, c) => enc.goAway(l, c),
+      handleControl: (p) => enc.control(p),
     });
     expect(dec.push(v.bytes)).toBeNull();
     expect(dec.bufferedBytes).toBe(0);

@@ -9,7 +9,7 @@ import { makeCredential } from "../../src/auth/credential.ts";
 import { encodeHandshake } from "../../src/protocol/handshake.ts";
 import { HandshakeStatus } from "../../src/protocol/constants.ts";
 import type { ServerHandle } from "../../src/server/server.ts";
-import { AuthPenalties } from "../../src/server/handshake.ts";
+import { AuthPenalties } from "../../src/server/gate.ts";
 import { agent, server, stopAll } from "../support/tunnel.ts";
 import { startEchoServer, waitFor, type TestServer } from "../support/net.ts";
 import { captureLogs, type Capture } from "../support/security-logs.ts";

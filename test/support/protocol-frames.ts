@@ -37,39 +37,39 @@ export function normalize(evs: readonly Ev[]): Ev[] {
   return out;
 }
 
-/** A FrameHandler that records a normalised, copied event log (and counts onData calls). */
+/** A FrameHandler that records a normalised, copied event log (and counts handleData calls). */
 export class Recorder implements FrameHandler {
   readonly log: Ev[] = [];
   dataCalls = 0;
-  onData(id: number, payload: Uint8Array): void {
+  handleData(id: number, payload: Uint8Array): void {
     this.dataCalls++;
     appendEvent(this.log, { t: "data", id, bytes: payload.slice() });
   }
-  onOpen(id: number, open: OpenPayload): void {
+  handleOpen(id: number, open: OpenPayload): void {
     this.log.push({ t: "open", id, open: { ...open } });
   }
-  onAck(id: number): void {
+  handleAck(id: number): void {
     this.log.push({ t: "ack", id });
   }
-  onFin(id: number): void {
+  handleFin(id: number): void {
     this.log.push({ t: "fin", id });
   }
-  onRst(id: number, code: number): void {
+  handleRst(id: number, code: number): void {
     this.log.push({ t: "rst", id, code });
   }
-  onWindow(id: number, inc: number): void {
+  handleWindow(id: number, inc: number): void {
     this.log.push({ t: "window", id, inc });
   }
-  onPing(opaque: Uint8Array): void {
+  handlePing(opaque: Uint8Array): void {
     this.log.push({ t: "ping", opaque: opaque.slice() });
   }
-  onPong(opaque: Uint8Array): void {
+  handlePong(opaque: Uint8Array): void {
     this.log.push({ t: "pong", opaque: opaque.slice() });
   }
-  onGoAway(last: number, code: number): void {
+  handleGoAway(last: number, code: number): void {
     this.log.push({ t: "goaway", last, code });
   }
-  onControl(payload: Uint8Array): void {
+  handleControl(payload: Uint8Array): void {
     this.log.push({ t: "control", bytes: payload.slice() });
   }
 }

@@ -10,6 +10,8 @@ import type { SessionOptions } from "../../src/mux/session-options.ts";
 import { WireCode } from "../../src/protocol/constants.ts";
 import { PatternSource } from "../support/pattern.ts";
 import { FakeLocal } from "../support/mux-fakes.ts";
+import { VisitorFailover } from "../../src/server/failover.ts";
+import type { SocketSlot } from "../../src/transport/tcp.ts";
 
 const KiB = 1024;
 const OPEN = { service: "svc", visitorAddress: "127.0.0.1", visitorPort: 1, routeAddress: "127.0.0.1", routePort: 2 };
@@ -18,39 +20,50 @@ const concat = (chunks: Uint8Array[]): Buffer => Buffer.concat(chunks.map((c) =>
 
 
 const conn = { write: (d: Uint8Array) => d.byteLength, shutdown() {}, terminate() {} };
+const OPTS: SessionOptions = {
+  role: "server", localWindow: 2048 * KiB, peerWindow: 2048 * KiB, localMaxFrame: 256 * KiB, peerMaxFrame: 256 * KiB,
+  maxStreams: 8, heartbeatIntervalMs: 0, heartbeatTimeoutMs: 0,
+};
 
+/** A visitor's stream watched by a VisitorFailover whose "other agent" is a spy stream recording what it is given. */
 function serverStream(peerWindow = 2048 * KiB) {
-  const opts: SessionOptions = {
-    role: "server", localWindow: 2048 * KiB, peerWindow, localMaxFrame: 256 * KiB, peerMaxFrame: 256 * KiB,
-    maxStreams: 8, heartbeatIntervalMs: 0, heartbeatTimeoutMs: 0,
-  };
-  const session = new Session(conn, opts, { onClose() {} });
+  const session = new Session(conn, { ...OPTS, peerWindow }, { onClose() {} });
+  const other = new Session(conn, OPTS, { onClose() {} });
   const local = new FakeLocal();
+  const socket: { data: SocketSlot } = { data: { owner: null } };
   const stream = session.openStream(local, OPEN) as Stream;
-  const offered: { code: number; chunks: Uint8Array[]; eof: boolean }[] = [];
+  socket.data.owner = stream;
+  const offered: { code: number; chunks: Uint8Array[]; eof: boolean; next: Stream }[] = [];
   let accept = true;
-  stream.enableRetry((code) => {
-    if (!accept) return false;
-    offered.push({ code, ...stream.handOff(code) });
-    return true;
-  });
-  return { session, stream, local, offered, refuseRetry: () => (accept = false) };
+  stream.watchOpening(
+    new VisitorFailover(socket, stream, (code) => {
+      if (!accept) return null;
+      const next = other.openStream(local, OPEN) as Stream;
+      const got = { code, chunks: [] as Uint8Array[], eof: false, next };
+      next.onData = (c) => void got.chunks.push(c.slice());
+      next.onEnd = () => void (got.eof = true);
+      offered.push(got);
+      return next;
+    }),
+  );
+  return { session, stream, local, socket, offered, refuseRetry: () => (accept = false) };
 }
 
 describe("replay for a refused stream", () => {
   test("a refusal before ACK hands over exactly what the visitor sent, and its FIN, without touching the socket", () => {
-    const { session, stream, local, offered } = serverStream();
+    const { session, stream, local, socket, offered } = serverStream();
     const sent = bytes(1, 10 * KiB);
     stream.onData(sent.slice(0, 4 * KiB));
     stream.onData(sent.slice(4 * KiB));
     stream.onEnd();
-    session.onRst(stream.id, WireCode.CONNECT_REFUSED);
+    session.handleRst(stream.id, WireCode.CONNECT_REFUSED);
     expect(offered.length).toBe(1);
     expect(offered[0]?.code).toBe(WireCode.CONNECT_REFUSED);
     expect(concat(offered[0]?.chunks ?? []).equals(Buffer.from(sent))).toBe(true);
     expect(offered[0]?.eof).toBe(true);
     expect(local.terminated).toBe(false);
-    expect(stream.retried).toBe(true);
+    expect(socket.data.owner).toBe(offered[0]?.next ?? null);
+    expect(stream.state).toBe("moved");
     expect(stream.end).toBe(WireCode.CONNECT_REFUSED);
     expect(session.activeStreams).toBe(0);
     session.close();
@@ -60,7 +73,7 @@ describe("replay for a refused stream", () => {
     const { session, stream, offered } = serverStream(16 * KiB);
     const sent = bytes(2, 40 * KiB);
     stream.onData(sent); // 16 KiB go out, 24 KiB wait for a WINDOW
-    session.onRst(stream.id, WireCode.REFUSED_STREAM);
+    session.handleRst(stream.id, WireCode.REFUSED_STREAM);
     expect(offered.length).toBe(1);
     expect(concat(offered[0]?.chunks ?? []).equals(Buffer.from(sent))).toBe(true);
     expect(offered[0]?.eof).toBe(false);
@@ -69,15 +82,15 @@ describe("replay for a refused stream", () => {
 
   for (const [what, setup] of [
     ["more than 64 KiB were sent", (s: Stream) => s.onData(bytes(3, 65 * KiB))],
-    ["the agent had acknowledged", (s: Stream, session: Session) => (s.onData(bytes(4, 1000)), session.onAck(s.id))],
+    ["the agent had acknowledged", (s: Stream, session: Session) => (s.onData(bytes(4, 1000)), session.handleAck(s.id))],
   ] as const) {
     test(`no retry when ${what}: the visitor is reset`, () => {
       const { session, stream, local, offered } = serverStream();
       setup(stream, session);
-      session.onRst(stream.id, WireCode.CONNECT_REFUSED);
+      session.handleRst(stream.id, WireCode.CONNECT_REFUSED);
       expect(offered.length).toBe(0);
       expect(local.terminated).toBe(true);
-      expect(stream.retried).toBe(false);
+      expect(stream.state).toBe("closed");
       session.close();
     });
   }
@@ -86,7 +99,7 @@ describe("replay for a refused stream", () => {
     for (const code of [WireCode.TARGET_ERROR, WireCode.CANCEL, WireCode.INTERNAL_ERROR, WireCode.FLOW_CONTROL_ERROR, 999]) {
       const { session, stream, local, offered } = serverStream();
       stream.onData(bytes(5, 100));
-      session.onRst(stream.id, code);
+      session.handleRst(stream.id, code);
       expect(offered.length).toBe(0);
       expect(local.terminated).toBe(true);
       session.close();
@@ -97,7 +110,7 @@ describe("replay for a refused stream", () => {
     const { session, stream, local, offered, refuseRetry } = serverStream();
     refuseRetry();
     stream.onData(bytes(6, 100));
-    session.onRst(stream.id, WireCode.UNKNOWN_SERVICE);
+    session.handleRst(stream.id, WireCode.UNKNOWN_SERVICE);
     expect(offered.length).toBe(0);
     expect(local.terminated).toBe(true);
     expect(stream.end).toBe(WireCode.UNKNOWN_SERVICE);

@@ -1,0 +1,114 @@
+/**
+ * The gate in front of the server's handshake: {@link AuthPenalties} (sources that keep failing authentication are
+ * refused for a while) and {@link refuseEarly} (a connection refused at accept, before any handshake).
+ */
+import { encodeHandshake } from "../protocol/handshake.ts";
+import { HandshakeFlag, HandshakeStatus } from "../protocol/constants.ts";
+import { IGNORING_OWNER, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
+
+/** Statuses that count as a failed authentication attempt for {@link AuthPenalties}. */
+export const AUTH_FAILURE_STATUSES: ReadonlySet<number> = new Set([
+  HandshakeStatus.AUTH_FAILED,
+  HandshakeStatus.VALIDATOR_NOT_FOUND,
+  HandshakeStatus.CLUSTER_NOT_EXIST,
+]);
+/** Sources remembered at most by {@link AuthPenalties} (the oldest are forgotten first). */
+const MAX_PENALTY_ENTRIES = 65_536;
+
+interface PenaltyEntry {
+  /** Failures in the current window. */
+  count: number;
+  windowStart: number;
+  /** Refused until this time (ms, Date.now clock). */
+  until: number;
+  /** Penalties served so far: each doubles the next. */
+  strikes: number;
+  last: number;
+}
+
+/** Settings of {@link AuthPenalties} (TUNNEL_AUTH_FAILURE_LIMIT etc.; limit 0 turns penalties off). */
+export interface PenaltySettings {
+  authFailureLimit: number;
+  authFailureWindowMs: number;
+  authPenaltyMs: number;
+  authPenaltyMaxMs: number;
+}
+
+/**
+ * Per-source penalties for failed authentication (after OpenSSH's PerSourcePenalties): `limit` failures from one
+ * address within `window` → new connections from it are refused for `penalty`, doubling with each further penalty
+ * up to `max`. A source is forgotten once it has been quiet for `window + max`. Bounded memory.
+ */
+export class AuthPenalties {
+  private readonly entries = new Map<string, PenaltyEntry>();
+
+  constructor(
+    private readonly s: PenaltySettings,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Records a failed authentication from `ip`; returns the penalty (ms) it started, or 0. */
+  failure(ip: string): number {
+    if (this.s.authFailureLimit <= 0) return 0;
+    const now = this.now();
+    let e = this.entries.get(ip);
+    if (e === undefined) {
+      if (this.entries.size >= MAX_PENALTY_ENTRIES) this.prune(now);
+      e = { count: 0, windowStart: now, until: 0, strikes: 0, last: now };
+    } else {
+      this.entries.delete(ip); // re-insert: the map stays in least-recently-failed order
+      if (now - e.last > this.s.authFailureWindowMs + this.s.authPenaltyMaxMs) e.strikes = 0;
+    }
+    this.entries.set(ip, e);
+    if (now - e.windowStart > this.s.authFailureWindowMs) {
+      e.count = 0;
+      e.windowStart = now;
+    }
+    e.count++;
+    e.last = now;
+    if (e.count < this.s.authFailureLimit) return 0;
+    const ms = Math.min(this.s.authPenaltyMaxMs, this.s.authPenaltyMs * 2 ** Math.min(e.strikes, 30));
+    e.until = now + ms;
+    e.strikes++;
+    e.count = 0;
+    e.windowStart = now;
+    return ms;
+  }
+
+  /** How long `ip` is still refused (ms); 0 if it is not. */
+  remainingMs(ip: string): number {
+    const e = this.entries.get(ip);
+    if (e === undefined) return 0;
+    const left = e.until - this.now();
+    return left > 0 ? Math.ceil(left) : 0;
+  }
+
+  /** Sources currently remembered. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private prune(now: number): void {
+    const forgetAfter = this.s.authFailureWindowMs + this.s.authPenaltyMaxMs;
+    for (const [ip, e] of this.entries) if (now - e.last > forgetAfter && e.until <= now) this.entries.delete(ip);
+    // Still nearly full: forget the least recently failed eighth at once (amortised O(1) per failure).
+    const keep = MAX_PENALTY_ENTRIES - (MAX_PENALTY_ENTRIES >> 3);
+    for (const ip of this.entries.keys()) {
+      if (this.entries.size <= keep) break;
+      this.entries.delete(ip);
+    }
+  }
+}
+
+/**
+ * Refuses a connection at accept (pending-handshake caps, penalties): a plaintext one is answered SERVER_BUSY with
+ * `retryAfterMs` and closed; a TLS one is closed at once (nothing can be written before its TLS handshake, and
+ * finishing TLS for a refused peer would cost more than it tells). Returns the owner for `accept` (null: kill).
+ */
+export function refuseEarly(socket: NetSocket, tls: boolean, retryAfterMs: number): SocketOwner | null {
+  if (tls) return null;
+  socket.write(encodeHandshake({ flag: HandshakeFlag.INIT_RESPONSE, body: { status: HandshakeStatus.SERVER_BUSY, retry_after_ms: Math.ceil(retryAfterMs) } }));
+  socket.end();
+  return IGNORING_OWNER;
+}
+
