@@ -19,9 +19,9 @@ export interface OpenPayload {
 }
 
 /**
- * Receives decoded frames from `FrameDecoder.push` (frame-decoder.ts), synchronously and in wire order. Stream ids are
- * 1..2^31−1 for stream frames. Exceptions thrown by a handler propagate out of `push`; the decoder must then be
- * discarded. A handler must not call `push` on the same decoder.
+ * Receives decoded frames from `FrameDecoder.push` (frame-decoder.ts), synchronously and in wire order. Stream
+ * ids are 1..2^31−1 for stream frames. Exceptions thrown by a handler propagate out of `push`; the decoder must
+ * then be discarded. A handler must not call `push` on the same decoder.
  */
 export interface FrameHandler {
   /**
