@@ -22,9 +22,10 @@ export interface Layer {
 }
 
 /**
- * The layer order, lowest first. `errors.ts` is below everything (protocol imports nothing else of src/);
- * configuration, logging and credentials sit between protocol and transport (the transport reads TLS settings from
- * the config; config may use protocol limits); `stats/` holds the histograms and tallies the roles keep and admin renders.
+ * The layer order, lowest first (the README's code map states it too). `errors.ts` is below everything: protocol
+ * imports nothing else of src/. Configuration, logging and credentials sit between protocol and transport: the
+ * transport reads TLS settings from the config, and config may use protocol limits. `stats/` holds the histograms
+ * and tallies both roles keep and admin renders, so the roles never import admin/.
  */
 export const LAYERS: readonly Layer[] = [
   { name: "errors", rank: 0, files: /^errors\.ts$/ },
@@ -219,7 +220,8 @@ export async function checkImports(root: string): Promise<number> {
   }
   let edges = 0;
   for (const e of graph.values()) edges += e.length;
-  console.log(`check-imports: ${graph.size} files, ${edges} imports in ${name}: no circle, no import against the layers`);
+  const summary = `${graph.size} files, ${edges} imports in ${name}: no circle, no import against the layers`;
+  console.log(`check-imports: ${summary}`);
   return 0;
 }
 
