@@ -8,7 +8,7 @@ import type {
   RouteConfig,
   ServerDiscovery,
   ServiceConfig,
-} from "./config.ts";
+} from "./config-types.ts";
 
 /** Result of a list parser: the value, or one message per bad entry (never containing a secret). */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; errors: string[] };

@@ -1,6 +1,6 @@
 /** Cross-variable rules (errors) and advisory warnings for a loaded config. Pure. */
 import * as v from "valibot";
-import type { Config, HostPort, Mode } from "./config.ts";
+import type { Config, HostPort, Mode } from "./config-types.ts";
 import { SPECS, type Values, type VarName } from "./config-vars.ts";
 
 /** A rule spanning several variables; checked only when none of `vars` failed on its own. */

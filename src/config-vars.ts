@@ -4,7 +4,7 @@
  * parsed (or the reverse).
  */
 import * as v from "valibot";
-import type { Mode } from "./config.ts";
+import type { Mode } from "./config-types.ts";
 import {
   MIN_SECRET_CHARS,
   POLICIES,

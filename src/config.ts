@@ -1,61 +1,32 @@
 /**
  * Configuration: the environment → a typed, validated {@link Config}. The only module that reads TUNNEL_*
  * variables (main passes `process.env`). The variable table lives in config-vars.ts, value parsers in
- * config-parse.ts, cross-variable rules and warnings in config-rules.ts.
+ * config-parse.ts, cross-variable rules and warnings in config-rules.ts, the types in config-types.ts (re-exported
+ * here).
  */
 import * as v from "valibot";
 import { hostname as osHostname } from "node:os";
 import { SPECS, VARIABLES, type Values, type VarName, type VarSpec } from "./config-vars.ts";
 import { configWarnings, crossCheck, effectivePolicy, nameWarnings, rulesFor } from "./config-rules.ts";
 import { TunnelError } from "./errors.ts";
+import type { AgentConfig, CommonConfig, Config, Mode, ServerConfig } from "./config-types.ts";
 
 export { VARIABLES, type VariableDoc } from "./config-vars.ts";
+export type {
+  AgentConfig,
+  ClusterConfig,
+  CommonConfig,
+  Config,
+  CredentialPolicy,
+  HostPort,
+  LogLevel,
+  Mode,
+  RouteConfig,
+  ServerConfig,
+  ServerDiscovery,
+  ServiceConfig,
+} from "./config-types.ts";
 
-/** Role of the process. */
-export type Mode = "server" | "agent";
-/** Log levels, most verbose first. */
-export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
-/** How an agent proves it may join a cluster. */
-export type CredentialPolicy = "token" | "hmac-sha256" | "mtls" | "none";
-/** A parsed address; IPv6 hosts are stored without brackets. */
-export interface HostPort { host: string; port: number }
-
-/** Settings both roles read. */
-export interface CommonConfig {
-  mode: Mode; logLevel: LogLevel; logFormat: "pretty" | "json";
-  /** Admin endpoint address, or null when off. */
-  adminListen: HostPort | null; adminToken: string | null;
-  /** TLS between agent and server; the paths are PEM files, read later by the transport. */
-  tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
-  streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
-  maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
-}
-/** A cluster the server accepts agents into. `secret` is set for token/hmac-sha256; identities for mtls. */
-export interface ClusterConfig { name: string; policy: CredentialPolicy; secret: string | null; allowedIdentities: string[] }
-/** A public listener whose visitors go to `service` on an agent of `cluster`. */
-export interface RouteConfig { listen: HostPort; cluster: string; service: string }
-/** Server role settings. */
-export interface ServerConfig extends CommonConfig {
-  mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
-  handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
-  /** Per-source penalties for failed authentication (server/gate.ts AuthPenalties). */
-  authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
-  shutdownGraceMs: number;
-}
-/** A target the agent may dial, by service name. */
-export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null }
-/** Where an agent finds servers besides TUNNEL_SERVERS. */
-export type ServerDiscovery = { kind: "dns"; name: string; port: number } | { kind: "file"; path: string };
-/** Agent role settings. */
-export interface AgentConfig extends CommonConfig {
-  mode: "agent"; servers: HostPort[]; serverDiscovery: ServerDiscovery | null; cluster: string;
-  credentialPolicy: CredentialPolicy; credential: string | null; services: ServiceConfig[]; connections: number;
-  weight: number; hostname: string; connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
-  connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
-  discoveryIntervalMs: number; dnsServers: string[];
-}
-/** A loaded configuration. */
-export type Config = ServerConfig | AgentConfig;
 /** loadConfig's result: a config, or every error at once. Warnings either way. No message contains a secret. */
 export type LoadResult =
   | { ok: true; config: Config; warnings: string[] }

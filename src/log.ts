@@ -3,7 +3,7 @@
  * main, once the config is known) applies to every logger created before or after it.
  */
 import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola";
-import type { LogLevel } from "./config.ts";
+import type { LogLevel } from "./config-types.ts";
 
 /** Structured context for a log line, e.g. `{ streamId, cluster }`. Error values are serialised. */
 export type LogFields = Record<string, unknown>;

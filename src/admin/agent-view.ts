@@ -6,7 +6,8 @@ import pkg from "../../package.json" with { type: "json" };
 import type { AgentConfig } from "../config.ts";
 import type { AgentHandle } from "../agent/agent.ts";
 import type { ConnectionSlot, SlotState } from "../agent/connection.ts";
-import { MetricsRegistry, addTally, splitKey, type Sample, type StreamTally } from "./metrics.ts";
+import { addTally, splitKey, type StreamTally } from "../stats/tally.ts";
+import { MetricsRegistry, type Sample } from "./metrics.ts";
 import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts";
 
 const SLOT_STATES: readonly SlotState[] = ["dialing", "handshaking", "ready", "draining", "backoff", "stopped"];

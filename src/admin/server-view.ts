@@ -6,7 +6,8 @@ import pkg from "../../package.json" with { type: "json" };
 import type { ServerConfig } from "../config.ts";
 import type { ServerHandle } from "../server/server.ts";
 import type { Host } from "../server/registry.ts";
-import { MetricsRegistry, addTally, splitKey, type Labels, type Sample, type StreamTally } from "./metrics.ts";
+import { addTally, splitKey, type StreamTally } from "../stats/tally.ts";
+import { MetricsRegistry, type Labels, type Sample } from "./metrics.ts";
 import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts";
 
 /** Limits the server counts hits of (server.ts); listed so their series exist at 0. */

@@ -4,7 +4,8 @@
  * live objects when scraped.
  */
 import type { Stream } from "../mux/stream.ts";
-import { addTally, histogramOf, resetCodeLabel, type Histogram, type StreamTally } from "../admin/metrics.ts";
+import { histogramOf, type Histogram } from "../stats/histogram.ts";
+import { addTally, resetCodeLabel, type StreamTally } from "../stats/tally.ts";
 
 /** Counters of one agent process. */
 export class AgentStats {

@@ -1,7 +1,7 @@
 /**
  * Stream frame types shared by the decoder and the encoder (SPEC.md §2): the OPEN payload and the handler the
- * decoder calls. `FrameDecoder` and `FrameEncoder` live in `frame-decoder.ts` / `frame-encoder.ts` and are
- * re-exported here so callers can import the whole codec from one module.
+ * decoder calls. A leaf: `FrameDecoder` (frame-decoder.ts) and `FrameEncoder` (frame-encoder.ts) import these types
+ * from here, so this file imports neither.
  */
 
 /** Decoded OPEN payload (SPEC.md §2.1). Addresses are IP texts (`203.0.113.7`, `2001:db8::1`), `""` if unknown. */
@@ -19,9 +19,9 @@ export interface OpenPayload {
 }
 
 /**
- * Receives decoded frames from {@link FrameDecoder.push}, synchronously and in wire order. Stream ids are
- * 1..2^31−1 for stream frames. Exceptions thrown by a handler propagate out of `push`; the decoder must then be
- * discarded. A handler must not call `push` on the same decoder.
+ * Receives decoded frames from `FrameDecoder.push` (frame-decoder.ts), synchronously and in wire order. Stream
+ * ids are 1..2^31−1 for stream frames. Exceptions thrown by a handler propagate out of `push`; the decoder must
+ * then be discarded. A handler must not call `push` on the same decoder.
  */
 export interface FrameHandler {
   /**
@@ -49,6 +49,3 @@ export interface FrameHandler {
   /** CONTROL (aside connections, SPEC.md §4): the JSON payload, a view valid only during the call. */
   handleControl(payload: Uint8Array): void;
 }
-
-export { FrameDecoder } from "./frame-decoder.ts";
-export { FrameEncoder } from "./frame-encoder.ts";

@@ -6,7 +6,8 @@ import { wireCodeName } from "../protocol/constants.ts";
 import type { Stream } from "../mux/stream.ts";
 import { logger } from "../log.ts";
 import type { Host } from "./registry.ts";
-import { addTally, histogramOf, resetCodeLabel, type Histogram, type StreamTally } from "../admin/metrics.ts";
+import { histogramOf, type Histogram } from "../stats/histogram.ts";
+import { addTally, resetCodeLabel, type StreamTally } from "../stats/tally.ts";
 
 const access = logger("access");
 

@@ -4,7 +4,8 @@
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
-import { Histogram, MetricsRegistry } from "../../src/admin/metrics.ts";
+import { MetricsRegistry } from "../../src/admin/metrics.ts";
+import { Histogram } from "../../src/stats/histogram.ts";
 import { encodeHandshake } from "../../src/protocol/handshake.ts";
 import { FORGET_AGENT_MS, ServerStats } from "../../src/server/stats.ts";
 import { AgentStats } from "../../src/agent/stats.ts";

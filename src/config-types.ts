@@ -1,0 +1,51 @@
+/**
+ * The configuration types: what loadConfig (config.ts) produces and the roles read. A leaf: it imports nothing, so
+ * config-parse.ts, config-vars.ts and config-rules.ts take their types from here instead of from config.ts, which
+ * imports them (no circle). config.ts re-exports every type, so the rest of src/ imports them from config.ts.
+ */
+
+/** Role of the process. */
+export type Mode = "server" | "agent";
+/** Log levels, most verbose first. */
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
+/** How an agent proves it may join a cluster. */
+export type CredentialPolicy = "token" | "hmac-sha256" | "mtls" | "none";
+/** A parsed address; IPv6 hosts are stored without brackets. */
+export interface HostPort { host: string; port: number }
+
+/** Settings both roles read. */
+export interface CommonConfig {
+  mode: Mode; logLevel: LogLevel; logFormat: "pretty" | "json";
+  /** Admin endpoint address, or null when off. */
+  adminListen: HostPort | null; adminToken: string | null;
+  /** TLS between agent and server; the paths are PEM files, read later by the transport. */
+  tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
+  streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
+  maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
+}
+/** A cluster the server accepts agents into. `secret` is set for token/hmac-sha256; identities for mtls. */
+export interface ClusterConfig { name: string; policy: CredentialPolicy; secret: string | null; allowedIdentities: string[] }
+/** A public listener whose visitors go to `service` on an agent of `cluster`. */
+export interface RouteConfig { listen: HostPort; cluster: string; service: string }
+/** Server role settings. */
+export interface ServerConfig extends CommonConfig {
+  mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
+  handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
+  /** Per-source penalties for failed authentication (server/gate.ts AuthPenalties). */
+  authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
+  shutdownGraceMs: number;
+}
+/** A target the agent may dial, by service name. */
+export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null }
+/** Where an agent finds servers besides TUNNEL_SERVERS. */
+export type ServerDiscovery = { kind: "dns"; name: string; port: number } | { kind: "file"; path: string };
+/** Agent role settings. */
+export interface AgentConfig extends CommonConfig {
+  mode: "agent"; servers: HostPort[]; serverDiscovery: ServerDiscovery | null; cluster: string;
+  credentialPolicy: CredentialPolicy; credential: string | null; services: ServiceConfig[]; connections: number;
+  weight: number; hostname: string; connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
+  connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
+  discoveryIntervalMs: number; dnsServers: string[];
+}
+/** A loaded configuration. */
+export type Config = ServerConfig | AgentConfig;
