@@ -6,23 +6,34 @@
 import * as v from "valibot";
 import type { Mode } from "./config-types.ts";
 import {
+  DEFAULT_CONTROL_QUEUE_MAX_BYTES,
+  DEFAULT_HANDSHAKE_MAX_BODY_BYTES,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_WINDOW_BYTES,
+  HANDSHAKE_MAX_BODY_LIMIT,
+  MAX_MAX_FRAME_BYTES,
+  MIN_MAX_FRAME_BYTES,
+} from "./protocol/constants.ts";
+import {
   MIN_SECRET_CHARS,
   POLICIES,
-  boolSchema,
-  enumSchema,
-  hostPortSchema,
-  intSchema,
-  listSchema,
-  nameSchema,
   parseClusters,
   parseDiscovery,
   parseDnsServers,
   parseRoutes,
   parseServers,
   parseServices,
+} from "./config-parse.ts";
+import {
+  boolSchema,
+  enumSchema,
+  hostPortSchema,
+  intSchema,
+  listSchema,
+  nameSchema,
   pathSchema,
   secretSchema,
-} from "./config-parse.ts";
+} from "./config-schemas.ts";
 
 /** One documented variable (a row of `--help` and of the README table). */
 export interface VariableDoc {
@@ -63,7 +74,12 @@ function spec<S extends StringSchema>(s: Omit<VarSpec<S>, "secret"> & { secret?:
   return { ...s, secret: s.secret ?? false };
 }
 
-/** Every variable, keyed by name, in help order. Defaults live here and nowhere else. */
+/** A numeric default shown and applied as is (the protocol constant is its one source). */
+function defaulted(n: number): { default: string; fallback: string } {
+  return { default: String(n), fallback: String(n) };
+}
+
+/** Every variable, keyed by name, in help order. Defaults live here and nowhere else (numeric protocol limits come from protocol/constants.ts). */
 export const SPECS = {
   TUNNEL_MODE: spec({ modes: BOTH, syntax: "server|agent", default: "required (or --mode=)", required: true,
     meaning: "Role of this process; the --mode argument wins over it.", schema: enumSchema(["server", "agent"]) }),
@@ -87,10 +103,11 @@ export const SPECS = {
     schema: pathSchema() }),
   TUNNEL_TLS_KEY: spec({ modes: BOTH, syntax: "PEM file path", default: "none",
     meaning: "Private key for TUNNEL_TLS_CERT.", schema: pathSchema() }),
-  TUNNEL_STREAM_WINDOW_BYTES: spec({ modes: BOTH, syntax: "65536..16777216", default: "2097152", fallback: "2097152",
+  TUNNEL_STREAM_WINDOW_BYTES: spec({ modes: BOTH, syntax: "65536..16777216", ...defaulted(DEFAULT_WINDOW_BYTES),
     meaning: "Initial per-stream receive window granted to the peer.", schema: intSchema(65_536, 16_777_216) }),
-  TUNNEL_MAX_FRAME_BYTES: spec({ modes: BOTH, syntax: "16384..16777216", default: "262144", fallback: "262144",
-    meaning: "Largest DATA frame payload accepted from the peer.", schema: intSchema(16_384, 16_777_216) }),
+  TUNNEL_MAX_FRAME_BYTES: spec({ modes: BOTH, syntax: `${MIN_MAX_FRAME_BYTES}..${MAX_MAX_FRAME_BYTES}`,
+    ...defaulted(DEFAULT_MAX_FRAME_BYTES), meaning: "Largest DATA frame payload accepted from the peer.",
+    schema: intSchema(MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES) }),
   TUNNEL_HEARTBEAT_INTERVAL_MS: spec({ modes: BOTH, syntax: `1..${HOUR_MS}`, default: "5000", fallback: "5000",
     meaning: "Interval between PINGs on each connection.", schema: intSchema(1, HOUR_MS) }),
   TUNNEL_HEARTBEAT_TIMEOUT_MS: spec({ modes: BOTH, syntax: `1..${HOUR_MS}`, default: "15000", fallback: "15000",
@@ -98,10 +115,11 @@ export const SPECS = {
     schema: intSchema(1, HOUR_MS) }),
   TUNNEL_MAX_STREAMS_PER_CONNECTION: spec({ modes: BOTH, syntax: "1..1048576", default: "4096", fallback: "4096",
     meaning: "Concurrent streams allowed on one connection.", schema: intSchema(1, 1_048_576) }),
-  TUNNEL_HANDSHAKE_MAX_BYTES: spec({ modes: BOTH, syntax: "256..65535", default: "16384", fallback: "16384",
-    meaning: "Largest handshake JSON body accepted.", schema: intSchema(256, 65_535) }),
-  TUNNEL_CONTROL_QUEUE_MAX_BYTES: spec({ modes: BOTH, syntax: "1024..1073741824", default: "262144",
-    fallback: "262144", meaning: "Replies (PONGs, refusals) a peer may make a connection queue while it does not " +
+  TUNNEL_HANDSHAKE_MAX_BYTES: spec({ modes: BOTH, syntax: `256..${HANDSHAKE_MAX_BODY_LIMIT}`,
+    ...defaulted(DEFAULT_HANDSHAKE_MAX_BODY_BYTES), meaning: "Largest handshake JSON body accepted.",
+    schema: intSchema(256, HANDSHAKE_MAX_BODY_LIMIT) }),
+  TUNNEL_CONTROL_QUEUE_MAX_BYTES: spec({ modes: BOTH, syntax: "1024..1073741824",
+    ...defaulted(DEFAULT_CONTROL_QUEUE_MAX_BYTES), meaning: "Replies (PONGs, refusals) a peer may make a connection queue while it does not " +
       "read; past this it is disconnected (ENHANCE_YOUR_CALM).", schema: intSchema(1024, 1_073_741_824) }),
 
   TUNNEL_LISTEN: spec({ modes: SERVER, syntax: "host:port", default: "0.0.0.0:7000", fallback: "0.0.0.0:7000",
@@ -203,8 +221,3 @@ export const VARIABLES: readonly VariableDoc[] = Object.entries(SPECS).map(([nam
   meaning: s.meaning,
   secret: s.secret,
 }));
-
-/** The spec of `name`, or undefined if it is not a known variable. */
-export function specOf(name: string): VarSpec | undefined {
-  return Object.hasOwn(SPECS, name) ? SPECS[name as VarName] : undefined;
-}

@@ -31,8 +31,6 @@ export interface AgentHandle {
   readonly closing: boolean;
   /** Resolves once every known server has at least one ready data connection (rejects after `timeoutMs`). */
   ready(timeoutMs?: number): Promise<void>;
-  /** Changes this agent's weight on every server (over the aside connections); returns how many servers took it. */
-  setWeight(weight: number): number;
   /**
    * Stops. Graceful: drain at every server at once; in-flight streams finish; resolves when they are done or
    * after TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS. Otherwise closes everything at once.
@@ -77,7 +75,6 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   };
   const peers = new Map<string, Peer>();
   const staticKeys = new Set<string>();
-  let discoveredKeys = new Set<string>();
   let closing: Promise<void> | null = null;
 
   const addPeer = (hp: HostPort, tlsName?: string): void => {
@@ -95,28 +92,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     addPeer(hp, hp.tlsName);
   }
 
-  let discovery: Discovery | null = null;
-  if (config.serverDiscovery !== null) {
-    discovery = startDiscovery(config.serverDiscovery, {
-      intervalMs: config.discoveryIntervalMs,
-      dnsServers: config.dnsServers,
-      onSnapshot(servers) {
-        const next = new Set(servers.map((s) => `${s.host}:${s.port}`));
-        const tlsName = config.serverDiscovery?.kind === "dns" ? config.serverDiscovery.name : undefined;
-        for (const s of servers) addPeer(s, tlsName);
-        for (const key of discoveredKeys) {
-          if (next.has(key) || staticKeys.has(key)) continue;
-          const peer = peers.get(key);
-          if (peer === undefined) continue;
-          log.info("server left discovery, draining", { server: key });
-          peers.delete(key);
-          stats.forgetServer(key);
-          void peer.stop(true, config.gracefulCloseMaxWaitMs);
-        }
-        discoveredKeys = next;
-      },
-    });
-  }
+  const discovery = config.serverDiscovery === null ? null : followDiscovery(config, peers, staticKeys, addPeer, stats);
 
   log.info("agent started", {
     cluster: config.cluster,
@@ -141,18 +117,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     get closing() {
       return closing !== null;
     },
-    async ready(timeoutMs = 10_000) {
-      const deadline = performance.now() + timeoutMs;
-      while (peers.size === 0 || ![...peers.values()].every((p) => p.ready)) {
-        if (performance.now() > deadline) throw new Error("agent not connected to every server in time");
-        await Bun.sleep(5);
-      }
-    },
-    setWeight(weight) {
-      let n = 0;
-      for (const p of peers.values()) if (p.setWeight(weight)) n++;
-      return n;
-    },
+    ready: (timeoutMs = 10_000) => allReady(peers, timeoutMs),
     close(graceful = false) {
       closing ??= (async () => {
         discovery?.stop();
@@ -172,4 +137,47 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     }
   }
   return handle;
+}
+
+/**
+ * Follows TUNNEL_SERVER_DISCOVERY: each snapshot adds new servers (`addPeer`) and drains the discovered ones that left
+ * it (servers of TUNNEL_SERVERS stay).
+ */
+function followDiscovery(
+  config: AgentConfig,
+  peers: Map<string, Peer>,
+  staticKeys: ReadonlySet<string>,
+  addPeer: (hp: HostPort, tlsName?: string) => void,
+  stats: AgentStats,
+): Discovery {
+  let discoveredKeys = new Set<string>();
+  const source = config.serverDiscovery as NonNullable<AgentConfig["serverDiscovery"]>;
+  return startDiscovery(source, {
+    intervalMs: config.discoveryIntervalMs,
+    dnsServers: config.dnsServers,
+    onSnapshot(servers) {
+      const next = new Set(servers.map((s) => `${s.host}:${s.port}`));
+      const tlsName = source.kind === "dns" ? source.name : undefined;
+      for (const s of servers) addPeer(s, tlsName);
+      for (const key of discoveredKeys) {
+        if (next.has(key) || staticKeys.has(key)) continue;
+        const peer = peers.get(key);
+        if (peer === undefined) continue;
+        log.info("server left discovery, draining", { server: key });
+        peers.delete(key);
+        stats.forgetServer(key);
+        void peer.stop(true, config.gracefulCloseMaxWaitMs);
+      }
+      discoveredKeys = next;
+    },
+  });
+}
+
+/** Resolves once every peer has a ready data connection; rejects after `timeoutMs`. */
+async function allReady(peers: ReadonlyMap<string, Peer>, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (peers.size === 0 || ![...peers.values()].every((p) => p.ready)) {
+    if (performance.now() > deadline) throw new Error("agent not connected to every server in time");
+    await Bun.sleep(5);
+  }
 }

@@ -44,8 +44,6 @@ export class ConnectionSlot implements HandshakeOutcome {
   /** Status of the last refused handshake, for logs and status. */
   lastStatus: number | null = null;
   reconnects = 0;
-  /** Called each time this slot's connection becomes ready. */
-  onReady: (() => void) | null = null;
   /** Aside slot: the server acknowledged that a data connection drained. */
   onDrained: ((connectionId: string) => void) | null = null;
   /** Resolves once the slot is stopped and its connection is closed. */
@@ -211,7 +209,6 @@ export class ConnectionSlot implements HandshakeOutcome {
     this.ctx.stats.handshake(HandshakeStatus.SUCCESS);
     socket.data.owner = session;
     log.info("connected", { server: this.server, role: this.role, slot: this.slot, connectionId: this.connectionId });
-    this.onReady?.();
     if (rest.byteLength > 0) session.onData(rest);
   }
 

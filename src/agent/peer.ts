@@ -18,8 +18,6 @@ export class Peer {
   readonly slots: ConnectionSlot[] = [];
   readonly aside: ConnectionSlot;
   private stopping: Promise<void> | null = null;
-  /** A weight set at run time (null: the configured one, sent in every handshake). */
-  private weight: number | null = null;
 
   constructor(
     private readonly ctx: SlotContext,
@@ -28,9 +26,6 @@ export class Peer {
   ) {
     for (let i = 0; i < ctx.config.connections; i++) this.slots.push(new ConnectionSlot(ctx, host, port, i, "data"));
     this.aside = new ConnectionSlot(ctx, host, port, 0, "aside");
-    this.aside.onReady = () => {
-      if (this.weight !== null) this.aside.sendControl({ type: "weight", weight: this.weight });
-    };
     this.aside.onDrained = (id) => {
       const slot = this.slots.find((s) => s.connectionId === id);
       log.debug("server acknowledged drained connection", { server: this.key, connectionId: id, slot: slot?.slot });
@@ -57,15 +52,6 @@ export class Peer {
   start(): void {
     for (const s of this.slots) s.start();
     this.aside.start();
-  }
-
-  /**
-   * Changes this agent's weight at this server over the aside connection (false if it is not connected now). The
-   * weight is sent again whenever the aside connection comes back, since the server forgets agents that leave.
-   */
-  setWeight(weight: number): boolean {
-    this.weight = weight;
-    return this.aside.sendControl({ type: "weight", weight });
   }
 
   /**

@@ -10,7 +10,7 @@
  */
 import type { OpenPayload } from "../protocol/frame-decoder.ts";
 import type { FrameEncoder } from "../protocol/frame-encoder.ts";
-import { MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
+import { DEFAULT_CONTROL_QUEUE_MAX_BYTES, MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
 import { isValidOpenPayload } from "../protocol/open-payload.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
 import { encodeControl, type ControlMessage } from "../protocol/control.ts";
@@ -19,8 +19,6 @@ import type { StreamHost } from "./stream-host.ts";
 import { FrameWriter, type FrameSocket } from "./frame-writer.ts";
 import type { SessionEvents, SessionOptions } from "./session-options.ts";
 
-/** Default bound on replies staged while the peer does not read (TUNNEL_CONTROL_QUEUE_MAX_BYTES). */
-const CONTROL_REPLY_LIMIT_BYTES = 262_144;
 /**
  * Unsent bytes that streams' local sockets may have delivered on one session before every stream stops reading:
  * without it, each of thousands of visitors could park one 512 KiB read while the connection is backed up.
@@ -73,7 +71,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
     this.writer = new FrameWriter(
       socket,
       opts.highWaterBytes ?? 1024 * 1024,
-      opts.controlQueueMaxBytes ?? CONTROL_REPLY_LIMIT_BYTES,
+      opts.controlQueueMaxBytes ?? DEFAULT_CONTROL_QUEUE_MAX_BYTES,
       () => this.resumeBlocked(),
       () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
     );

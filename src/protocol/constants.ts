@@ -100,8 +100,10 @@ export const DEFAULT_MAX_FRAME_BYTES = 262144;
 export const MIN_MAX_FRAME_BYTES = 16384;
 /** Largest `max_frame` a side may advertise, bytes; also the encoder's hard cap on a DATA payload. */
 export const MAX_MAX_FRAME_BYTES = 16777216;
-/** Default initial per-stream receive window, bytes. */
+/** Default initial per-stream receive window, bytes (TUNNEL_STREAM_WINDOW_BYTES). */
 export const DEFAULT_WINDOW_BYTES = 2097152;
+/** Default bound on replies a peer may make a connection stage while it does not read (TUNNEL_CONTROL_QUEUE_MAX_BYTES, §2.4). */
+export const DEFAULT_CONTROL_QUEUE_MAX_BYTES = 262144;
 /** Largest window (and WINDOW increment), bytes. */
 export const MAX_WINDOW_BYTES = 2 ** 31 - 1;
 /** Largest stream id; ids are 1..MAX_STREAM_ID. */

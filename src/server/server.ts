@@ -3,6 +3,7 @@
  * route (visitor → stream on a picked host). See SPEC.md and README "How it works".
  */
 import { randomBytes } from "node:crypto";
+import type { TLSOptions } from "bun";
 import type { ServerConfig, ClusterConfig } from "../config.ts";
 import { ReplayGuard } from "../auth/credential.ts";
 import { HandshakeStatus, WireCode } from "../protocol/constants.ts";
@@ -45,59 +46,9 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const clusters = new Map<string, ClusterConfig>(config.clusters.map((c) => [c.name, c]));
   const registry = new Registry(clusters.keys());
   const stats = new ServerStats();
-  const idPrefix = randomBytes(3).toString("hex");
-  let pendingTotal = 0;
-  const pendingByIp = new Map<string, number>();
   const tls = config.tls ? await serverTls(config) : undefined;
-
-  const release = (socket: NetSocket): void => {
-    pendingTotal--;
-    const ip = socket.remoteAddress;
-    const n = (pendingByIp.get(ip) ?? 1) - 1;
-    if (n <= 0) pendingByIp.delete(ip);
-    else pendingByIp.set(ip, n);
-  };
-
-  const admission = new Admission(config, registry, stats, idPrefix);
-  const ctx: HandshakeContext = {
-    config,
-    clusters,
-    replay: new ReplayGuard(),
-    penalties: new AuthPenalties(config),
-    onSettled: release,
-    onRefused(socket, status, error) {
-      stats.handshake(status);
-      log.warn("agent handshake refused", { remote: socket.remoteAddress, status, code: error.code, reason: error.message });
-    },
-    onAccepted(socket, accepted) {
-      stats.handshake(HandshakeStatus.SUCCESS);
-      admission.admit(socket, accepted);
-    },
-  };
-
-  const agentListener = listen({
-    host: config.listen.host,
-    port: config.listen.port,
-    tls,
-    onHandlerError: (e) => log.error("agent socket handler failed", { error: e }),
-    accept(socket) {
-      const ip = socket.remoteAddress;
-      const perIp = pendingByIp.get(ip) ?? 0;
-      const penaltyMs = ctx.penalties?.remainingMs(ip) ?? 0;
-      if (penaltyMs > 0) {
-        stats.limitHit("auth_penalty");
-        return refuseEarly(socket, tls !== undefined, penaltyMs);
-      }
-      if (pendingTotal >= config.maxPendingHandshakes || perIp >= config.maxPendingHandshakesPerIp) {
-        stats.limitHit("pending_handshakes");
-        return refuseEarly(socket, tls !== undefined, 1000);
-      }
-      pendingTotal++;
-      pendingByIp.set(ip, perIp + 1);
-      return new PendingHandshake(socket, ctx);
-    },
-  });
-
+  const admission = new Admission(config, registry, stats, randomBytes(3).toString("hex"));
+  const agentListener = listenForAgents(config, clusters, tls, stats, admission);
   let routes: Listener[];
   try {
     routes = openRoutes(config, registry, stats);
@@ -125,24 +76,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
       return closing !== null;
     },
     close(graceful = false) {
-      closing ??= (async () => {
-        for (const r of routes) r.stop(false);
-        agentListener.stop(false);
-        const sessions = [...registry.hosts()].map((h) => h.session);
-        if (graceful) {
-          for (const s of sessions) s.goAway(WireCode.SHUTTING_DOWN);
-          const deadline = Date.now() + config.shutdownGraceMs;
-          while (sessions.some((s) => !s.closed && s.activeStreams > 0) && Date.now() < deadline) {
-            await Bun.sleep(20);
-          }
-        }
-        for (const s of sessions) s.close();
-        // Let closed sessions write their last frames and see the agents' FIN before the listener kills sockets.
-        await Promise.race([Promise.all(sessions.map((s) => s.gone)), Bun.sleep(2_000)]);
-        agentListener.stop(true);
-        for (const r of routes) r.stop(true);
-        await admin?.stop();
-      })();
+      closing ??= closeServer(config, registry, agentListener, routes, graceful).then(() => admin?.stop());
       return closing;
     },
   };
@@ -155,4 +89,83 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     }
   }
   return handle;
+}
+
+/**
+ * The agent-facing listener: the gate at accept (auth penalties, pending-handshake caps per server and per source
+ * address), then a PendingHandshake per connection, whose success goes to `admission`.
+ */
+function listenForAgents(
+  config: ServerConfig,
+  clusters: ReadonlyMap<string, ClusterConfig>,
+  tls: TLSOptions | undefined,
+  stats: ServerStats,
+  admission: Admission,
+): Listener {
+  let pendingTotal = 0;
+  const pendingByIp = new Map<string, number>();
+  const release = (socket: NetSocket): void => {
+    pendingTotal--;
+    const ip = socket.remoteAddress;
+    const n = (pendingByIp.get(ip) ?? 1) - 1;
+    if (n <= 0) pendingByIp.delete(ip);
+    else pendingByIp.set(ip, n);
+  };
+  const penalties = new AuthPenalties(config);
+  const ctx: HandshakeContext = {
+    config,
+    clusters,
+    replay: new ReplayGuard(),
+    penalties,
+    onSettled: release,
+    onRefused(socket, status, error) {
+      stats.handshake(status);
+      log.warn("agent handshake refused", { remote: socket.remoteAddress, status, code: error.code, reason: error.message });
+    },
+    onAccepted(socket, accepted) {
+      stats.handshake(HandshakeStatus.SUCCESS);
+      admission.admit(socket, accepted);
+    },
+  };
+  return listen({
+    host: config.listen.host,
+    port: config.listen.port,
+    tls,
+    onHandlerError: (e) => log.error("agent socket handler failed", { error: e }),
+    accept(socket) {
+      const ip = socket.remoteAddress;
+      const perIp = pendingByIp.get(ip) ?? 0;
+      const penaltyMs = penalties.remainingMs(ip);
+      if (penaltyMs > 0) {
+        stats.limitHit("auth_penalty");
+        return refuseEarly(socket, tls !== undefined, penaltyMs);
+      }
+      if (pendingTotal >= config.maxPendingHandshakes || perIp >= config.maxPendingHandshakesPerIp) {
+        stats.limitHit("pending_handshakes");
+        return refuseEarly(socket, tls !== undefined, 1000);
+      }
+      pendingTotal++;
+      pendingByIp.set(ip, perIp + 1);
+      return new PendingHandshake(socket, ctx);
+    },
+  });
+}
+
+/** Stops the listeners; graceful: GOAWAY and wait (bounded) for in-flight streams; then closes every session. */
+async function closeServer(config: ServerConfig, registry: Registry, agentListener: Listener, routes: Listener[], graceful: boolean): Promise<void> {
+  for (const r of routes) r.stop(false);
+  agentListener.stop(false);
+  const sessions = [...registry.hosts()].map((h) => h.session);
+  if (graceful) {
+    for (const s of sessions) s.goAway(WireCode.SHUTTING_DOWN);
+    const deadline = Date.now() + config.shutdownGraceMs;
+    while (sessions.some((s) => !s.closed && s.activeStreams > 0) && Date.now() < deadline) {
+      await Bun.sleep(20);
+    }
+  }
+  for (const s of sessions) s.close();
+  // Let closed sessions write their last frames and see the agents' FIN before the listener kills sockets.
+  await Promise.race([Promise.all(sessions.map((s) => s.gone)), Bun.sleep(2_000)]);
+  agentListener.stop(true);
+  for (const r of routes) r.stop(true);
 }

@@ -171,86 +171,108 @@ export interface ConnectOptions {
  * (which covers the TLS handshake). The owner receives no events unless the promise resolved.
  */
 export function connect(opts: ConnectOptions): Promise<NetSocket> {
-  const slot: SocketSlot = { owner: null };
   return new Promise<NetSocket>((resolve, reject) => {
-    let settled = false;
-    let socket: NetSocket | null = null;
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      slot.abandoned = true;
-      slot.connecting = undefined;
-      socket?.terminate();
-      reject(new TunnelError("ERR_CONNECT_TIMEOUT", `connect to ${opts.host}:${opts.port} timed out`));
-    }, opts.timeoutMs);
-    if (opts.tls) {
-      // Bun resolves Bun.connect before the TLS handshake and would even fire `open` for a server that fails
-      // verification (bun-platform.md §1.8): the handshake event decides.
-      slot.connecting = {
-        handshake(s, ok, error) {
-          slot.connecting = undefined;
-          if (settled) return void s.terminate();
-          settled = true;
-          clearTimeout(timer);
-          if (!ok || !s.authorized) {
-            s.terminate();
-            const e = error as (Error & { code?: string }) | null;
-            const why = e ? `${e.code ?? "TLS"}: ${e.message}` : "server certificate not verified";
-            reject(new TunnelError("ERR_TLS", `TLS with ${opts.host}:${opts.port} failed: ${why}`, { cause: e ?? undefined }));
-            return;
-          }
-          slot.owner = opts.owner;
-          resolve(s);
-        },
-        closed(error) {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          const e = error as (Error & { code?: string }) | undefined;
-          const why = e ? `: ${e.code ?? e.message}` : "";
-          reject(new TunnelError("ERR_CONNECT_REFUSED", `connection to ${opts.host}:${opts.port} closed during the TLS handshake${why}`, { cause: e }));
-        },
-      };
-    }
+    const dial = new Dial(opts, resolve, reject);
     Bun.connect<SocketSlot>({
       hostname: opts.host,
       port: opts.port,
       allowHalfOpen: true,
-      data: slot,
+      data: dial.slot,
       ...(opts.tls ? { tls: opts.tls } : {}),
       socket: opts.tls ? tlsClientHandlers : clientHandlers,
     }).then(
-      (s) => {
-        socket = s;
-        if (opts.tls) {
-          // The handshake handler (or `closed`) settles; a socket that timed out meanwhile is killed.
-          if (settled && slot.owner === null) s.terminate();
-          return;
-        }
-        clearTimeout(timer);
-        if (settled || s.readyState !== 1) {
-          s.terminate();
-          if (!settled) {
-            settled = true;
-            reject(new TunnelError("ERR_CONNECT_REFUSED", `connection to ${opts.host}:${opts.port} closed at once`));
-          }
-          return;
-        }
-        settled = true;
-        slot.owner = opts.owner;
-        resolve(s);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        if (settled) return;
-        settled = true;
-        const err = e as Error & { code?: string };
-        reject(
-          new TunnelError("ERR_CONNECT_REFUSED", `connect to ${opts.host}:${opts.port} failed: ${err.code ?? err.message}`, {
-            cause: e,
-          }),
-        );
-      },
+      (s) => dial.connected(s),
+      (e: unknown) => dial.failed(e),
     );
   });
+}
+
+/** One {@link connect} in progress: settles its promise exactly once (connected, refused, TLS failure, timeout). */
+class Dial {
+  readonly slot: SocketSlot = { owner: null };
+  private settled = false;
+  private socket: NetSocket | null = null;
+  private readonly timer: ReturnType<typeof setTimeout>;
+
+  constructor(
+    private readonly opts: ConnectOptions,
+    private readonly resolve: (s: NetSocket) => void,
+    private readonly reject: (e: TunnelError) => void,
+  ) {
+    this.timer = setTimeout(() => this.timedOut(), opts.timeoutMs);
+    // Bun resolves Bun.connect before the TLS handshake and would even fire `open` for a server that fails
+    // verification (bun-platform.md §1.8): with TLS the handshake event decides.
+    if (opts.tls) this.slot.connecting = { handshake: (s, ok, error) => this.tlsDone(s, ok, error), closed: (error) => this.tlsClosed(error) };
+  }
+
+  private get where(): string {
+    return `${this.opts.host}:${this.opts.port}`;
+  }
+
+  /** Bun.connect resolved: a plain socket is ours now; a TLS one waits for its handshake event. */
+  connected(s: NetSocket): void {
+    this.socket = s;
+    if (this.opts.tls) {
+      // The handshake handler (or `closed`) settles; a socket that timed out meanwhile is killed.
+      if (this.settled && this.slot.owner === null) s.terminate();
+      return;
+    }
+    clearTimeout(this.timer);
+    if (this.settled || s.readyState !== 1) {
+      s.terminate();
+      if (!this.settled) this.fail(new TunnelError("ERR_CONNECT_REFUSED", `connection to ${this.where} closed at once`));
+      return;
+    }
+    this.succeed(s);
+  }
+
+  /** Bun.connect rejected (refused, unreachable). */
+  failed(e: unknown): void {
+    clearTimeout(this.timer);
+    if (this.settled) return;
+    const err = e as Error & { code?: string };
+    this.fail(new TunnelError("ERR_CONNECT_REFUSED", `connect to ${this.where} failed: ${err.code ?? err.message}`, { cause: e }));
+  }
+
+  private tlsDone(s: NetSocket, ok: boolean, error: Error | null): void {
+    this.slot.connecting = undefined;
+    if (this.settled) return void s.terminate();
+    clearTimeout(this.timer);
+    if (!ok || !s.authorized) {
+      s.terminate();
+      const e = error as (Error & { code?: string }) | null;
+      const why = e ? `${e.code ?? "TLS"}: ${e.message}` : "server certificate not verified";
+      this.fail(new TunnelError("ERR_TLS", `TLS with ${this.where} failed: ${why}`, { cause: e ?? undefined }));
+      return;
+    }
+    this.succeed(s);
+  }
+
+  private tlsClosed(error?: Error): void {
+    if (this.settled) return;
+    clearTimeout(this.timer);
+    const e = error as (Error & { code?: string }) | undefined;
+    const why = e ? `: ${e.code ?? e.message}` : "";
+    this.fail(new TunnelError("ERR_CONNECT_REFUSED", `connection to ${this.where} closed during the TLS handshake${why}`, { cause: e }));
+  }
+
+  private timedOut(): void {
+    if (this.settled) return;
+    this.slot.abandoned = true;
+    this.slot.connecting = undefined;
+    this.socket?.terminate();
+    this.fail(new TunnelError("ERR_CONNECT_TIMEOUT", `connect to ${this.where} timed out`));
+  }
+
+  private succeed(s: NetSocket): void {
+    this.settled = true;
+    this.slot.owner = this.opts.owner;
+    this.resolve(s);
+  }
+
+  private fail(e: TunnelError): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(e);
+  }
 }
