@@ -43,7 +43,8 @@ export type ServerDiscovery = { kind: "dns"; name: string; port: number } | { ki
 export interface AgentConfig extends CommonConfig {
   mode: "agent"; servers: HostPort[]; serverDiscovery: ServerDiscovery | null; cluster: string;
   credentialPolicy: CredentialPolicy; credential: string | null; services: ServiceConfig[]; connections: number;
-  weight: number; hostname: string; connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
+  weight: number; hostname: string; /** TUNNEL_HOSTNAME was set (else mtls takes the certificate's CN). */ hostnameSet: boolean;
+  connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
   connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
   discoveryIntervalMs: number; dnsServers: string[];
 }

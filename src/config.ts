@@ -170,6 +170,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     connections: must(x.TUNNEL_CONNECTIONS),
     weight: must(x.TUNNEL_WEIGHT),
     hostname: x.TUNNEL_HOSTNAME ?? opts.hostname ?? osHostname(),
+    hostnameSet: x.TUNNEL_HOSTNAME !== undefined,
     connectRetryTimes: must(x.TUNNEL_CONNECT_RETRY_TIMES),
     reconnectBaseMs: must(x.TUNNEL_RECONNECT_BASE_MS),
     reconnectMaxMs: must(x.TUNNEL_RECONNECT_MAX_MS),

@@ -7,7 +7,8 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { randomUUID } from "node:crypto";
 import type { AgentConfig, HostPort } from "../config.ts";
-import { agentTls } from "../transport/tls.ts";
+import type { TLSOptions } from "bun";
+import { agentTls, certificateCommonName } from "../transport/tls.ts";
 import { logger } from "../log.ts";
 import type { ConnectionSlot, SlotContext } from "./connection.ts";
 import { startDiscovery, type Discovery } from "./discovery.ts";
@@ -63,6 +64,8 @@ export interface AgentOptions {
 
 /** Starts the agent role. */
 export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): Promise<AgentHandle> {
+  const tls = config.tls ? await agentTls(config) : undefined;
+  config = withCertificateName(config, tls);
   const services = new Services(config);
   const stats = new AgentStats();
   const ctx: SlotContext = {
@@ -70,7 +73,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     services,
     stats,
     instance: randomUUID(),
-    tls: config.tls ? await agentTls(config) : undefined,
+    tls,
     random: opts.random ?? Math.random,
   };
   const peers = new Map<string, Peer>();
@@ -180,4 +183,16 @@ async function allReady(peers: ReadonlyMap<string, Peer>, timeoutMs: number): Pr
     if (performance.now() > deadline) throw new Error("agent not connected to every server in time");
     await Bun.sleep(5);
   }
+}
+
+/**
+ * With mtls the server accepts only a host name the client certificate proves (its CN or a DNS name): unless
+ * TUNNEL_HOSTNAME is set, the agent registers under the certificate's CN.
+ */
+function withCertificateName(config: AgentConfig, tls: TLSOptions | undefined): AgentConfig {
+  if (config.credentialPolicy !== "mtls" || config.hostnameSet || typeof tls?.cert !== "string") return config;
+  const cn = certificateCommonName(tls.cert);
+  if (cn === null) return config;
+  log.info("registering under the client certificate's CN (set TUNNEL_HOSTNAME for another name it proves)", { hostname: cn });
+  return { ...config, hostname: cn };
 }

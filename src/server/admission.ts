@@ -4,6 +4,7 @@
  * connection that the agent asked to drain (DRAIN over its aside, or GOAWAY on the connection itself) takes no new
  * streams; once its last stream ends the server acknowledges with DRAINED on the aside and closes it.
  */
+import { randomBytes } from "node:crypto";
 import type { ServerConfig } from "../config.ts";
 import { encodeHandshake } from "../protocol/handshake.ts";
 import { HandshakeFlag, HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } from "../protocol/constants.ts";
@@ -27,7 +28,6 @@ function agentKey(cluster: string, hostName: string, instance: string): string {
 export class Admission {
   /** Aside sessions by agent identity. */
   private readonly asides = new Map<string, Session>();
-  private nextConnection = 1;
 
   constructor(
     private readonly config: ServerConfig,
@@ -39,7 +39,8 @@ export class Admission {
   /** Writes the success response and turns the socket into a session. */
   admit(socket: NetSocket, a: AcceptedHandshake): void {
     const { config } = this;
-    const connectionId = `${this.idPrefix}-${this.nextConnection++}`;
+    // 96 random bits: an agent cannot guess another's connection ids (only its own are told to it).
+    const connectionId = `${this.idPrefix}-${randomBytes(12).toString("base64url")}`;
     const response = encodeHandshake({
       flag: HandshakeFlag.INIT_RESPONSE,
       body: {
@@ -55,6 +56,7 @@ export class Admission {
     const cluster = a.cluster.name;
     const hostName = a.info.host_name;
     const aside = a.hello.role === "aside";
+    const agent: AsideAgent = { cluster, hostName, instance: a.hello.instance, warned: false };
     let host: Host | null = null;
     const session: Session = new Session(
       socket,
@@ -72,7 +74,7 @@ export class Admission {
           // The agent asked to drain this connection (or is going away).
           if (host !== null) this.drain(host);
         },
-        onControl: (msg) => this.handleControl(cluster, hostName, msg),
+        onControl: (msg) => this.handleControl(agent, msg),
         onClose: (error) => {
           if (host !== null) {
             this.registry.remove(host);
@@ -130,21 +132,24 @@ export class Admission {
     host.session.close();
   }
 
-  private handleControl(cluster: string, hostName: string, msg: ControlMessage): void {
+  /** A CONTROL message on an aside connection: it acts only on connections of the agent instance that sent it. */
+  private handleControl(agent: AsideAgent, msg: ControlMessage): void {
+    const { cluster, hostName, instance } = agent;
     switch (msg.type) {
       case "drain":
         for (const id of msg.connection_ids) {
           const host = this.registry.byId.get(id);
-          // An aside speaks only for its own agent (MOSN's GracefulClose could evict anyone: mosn-tunnel.md §6.5).
           if (host === undefined) continue; // already gone (its GOAWAY or close came first)
-          if (host.cluster !== cluster || host.hostName !== hostName) {
-            log.warn("DRAIN for a connection that is not this agent's ignored", { cluster, hostName, connectionId: id });
+          // MOSN's GracefulClose could evict anyone (mosn-tunnel.md §6.5); an aside speaks only for its own instance.
+          if (host.cluster !== cluster || host.hostName !== hostName || host.instance !== instance) {
+            this.foreign(agent, "DRAIN");
             continue;
           }
           this.drain(host);
         }
         return;
       case "weight":
+        if (!this.registry.hasInstance(cluster, hostName, instance)) return this.foreign(agent, "WEIGHT");
         this.registry.setWeight(cluster, hostName, msg.weight);
         log.info("agent weight changed", { cluster, hostName, weight: msg.weight });
         return;
@@ -152,4 +157,19 @@ export class Admission {
         log.warn("unexpected CONTROL from an agent", { cluster, hostName, type: msg.type });
     }
   }
+
+  /** A control message for connections that are not the sender's: ignored, warned once per aside connection. */
+  private foreign(agent: AsideAgent, what: string): void {
+    if (agent.warned) return;
+    agent.warned = true;
+    log.warn(`${what} for connections that are not this agent instance's ignored`, { cluster: agent.cluster, hostName: agent.hostName, instance: agent.instance });
+  }
+}
+
+/** The agent an aside connection speaks for, and whether it was warned about foreign control messages. */
+interface AsideAgent {
+  readonly cluster: string;
+  readonly hostName: string;
+  readonly instance: string;
+  warned: boolean;
 }

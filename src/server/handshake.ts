@@ -79,9 +79,11 @@ export function decideStatus(
       ok = true;
       break;
     case "mtls": {
+      // The certificate must prove an identity the cluster allows, and the name the agent registers under (which
+      // its aside speaks for): a certificate of edge-1 cannot join as edge-2.
       const ids = peerIdentities();
       const allowed = cluster.allowedIdentities.length > 0 ? cluster.allowedIdentities : [cluster.name];
-      ok = ids.some((id) => allowed.includes(id));
+      ok = ids.some((id) => allowed.includes(id)) && ids.includes(info.host_name);
       break;
     }
     default:

@@ -150,6 +150,12 @@ export class Registry {
     this.clusters.get(cluster)?.setWeight(hostName, weight);
   }
 
+  /** True if the agent `hostName` of `cluster` has a live connection of process `instance`. */
+  hasInstance(cluster: string, hostName: string, instance: string): boolean {
+    for (const h of this.clusters.get(cluster)?.agents.get(hostName)?.hosts ?? []) if (h.instance === instance) return true;
+    return false;
+  }
+
   /** The weight in use for an agent of a cluster. */
   weightOf(cluster: string, hostName: string): number | undefined {
     return this.clusters.get(cluster)?.weightOf(hostName);

@@ -86,3 +86,13 @@ export async function agentTls(config: AgentConfig): Promise<TLSOptions> {
     ...(config.tlsServerName ? { serverName: config.tlsServerName } : {}),
   };
 }
+
+/** The subject CN of a PEM certificate (its first certificate), or null if it has none or does not parse. */
+export function certificateCommonName(pem: string): string | null {
+  try {
+    const m = /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(pem).subject);
+    return m?.[1]?.trim() || null;
+  } catch {
+    return null;
+  }
+}

@@ -2,7 +2,7 @@
  * Hostile peers for security tests: idle connections that never send a byte, and a raw "agent" that completes a
  * real handshake and then writes whatever frames a test builds (floods, hand-made OPENs), optionally never reading.
  */
-import type { Socket } from "bun";
+import type { Socket, TLSOptions } from "bun";
 import { encodeHandshake, type ConnectionInitInfo } from "../../src/protocol/handshake.ts";
 
 /** One idle connection's fate. */
@@ -83,7 +83,7 @@ export interface RawAgent {
  * Connects to a server's agent port, sends InitInfo (`info`), waits for the response (which must be SUCCESS) and
  * returns the connection. With `read: false` the socket is paused right after the response: it never reads again.
  */
-export function rawAgent(port: number, info: ConnectionInitInfo, opts: { read?: boolean } = {}): Promise<RawAgent> {
+export function rawAgent(port: number, info: ConnectionInitInfo, opts: { read?: boolean; tls?: TLSOptions } = {}): Promise<RawAgent> {
   const chunks: Uint8Array[] = [];
   let handshakeBuf = new Uint8Array(0);
   let responded = false;
@@ -93,13 +93,19 @@ export function rawAgent(port: number, info: ConnectionInitInfo, opts: { read?: 
   const closedP = new Promise<void>((r) => (markClosed = r));
   let drainWaiter: (() => void) | null = null;
   return new Promise((resolve, reject) => {
+    const hello = (s: Socket<undefined>): void => void s.write(encodeHandshake({ flag: 1, body: info }));
     Bun.connect({
       hostname: "127.0.0.1",
       port,
       allowHalfOpen: true,
+      ...(opts.tls ? { tls: opts.tls } : {}),
       socket: {
         open(s) {
-          s.write(encodeHandshake({ flag: 1, body: info }));
+          if (!opts.tls) hello(s);
+        },
+        handshake(s, ok) {
+          if (ok) hello(s);
+          else s.end();
         },
         data(s, d) {
           if (responded) {
@@ -116,7 +122,7 @@ export function rawAgent(port: number, info: ConnectionInitInfo, opts: { read?: 
           if (handshakeBuf.byteLength < 8 + len) return;
           const body = JSON.parse(new TextDecoder().decode(handshakeBuf.subarray(8, 8 + len))) as { status: number };
           if (body.status !== 1) {
-            reject(new Error(`raw agent refused with status ${body.status}`));
+            reject(Object.assign(new Error(`raw agent refused with status ${body.status}`), { status: body.status }));
             s.end();
             return;
           }
