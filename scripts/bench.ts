@@ -27,8 +27,8 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Subprocess } from "bun";
 import { sourceCommand, spawnRole, type RoleProcess } from "./lib/roles.ts";
-import { connRate, download, echoLatency, holdIdle, upload, type Throughput } from "./lib/bench-load.ts";
-import { iperfExtra, sshMissing, startSocatRelays, startSshTunnel, wrkExtra, type Extra, type Tracker } from "./lib/bench-extras.ts";
+import { connRate, download, echoLatency, holdIdle, upload, type Throughput } from "./bench/load.ts";
+import { iperfExtra, sshMissing, startSocatRelays, startSshTunnel, wrkExtra, type Extra, type Tracker } from "./bench/extras.ts";
 
 // --- options ---
 
@@ -152,7 +152,7 @@ async function startTarget(): Promise<Target> {
   let onPorts!: (p: Ports) => void;
   const portsP = new Promise<Ports>((r) => (onPorts = r));
   const waiting: ((n: number) => void)[] = [];
-  const proc = Bun.spawn([process.execPath, new URL("./lib/bench-target.ts", import.meta.url).pathname], {
+  const proc = Bun.spawn([process.execPath, new URL("./bench/target.ts", import.meta.url).pathname], {
     stdin: "ignore",
     stdout: "inherit",
     stderr: "inherit",
@@ -324,7 +324,7 @@ async function startRelays(target: Target): Promise<{ ports: Ports; procs: Procs
   const second = Object.fromEntries(services.map((s) => [s, freePort()])) as unknown as Ports;
   const relay = async (from: Ports, to: Ports) => {
     const args = services.map((s) => `${from[s]}:${to[s]}`);
-    const p = Bun.spawn([process.execPath, new URL("./lib/bench-relay.ts", import.meta.url).pathname, ...args], {
+    const p = Bun.spawn([process.execPath, new URL("./bench/relay.ts", import.meta.url).pathname, ...args], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "inherit",

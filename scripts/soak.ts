@@ -44,8 +44,8 @@ import { mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { FileSink, Socket, Subprocess } from "bun";
 import { sourceCommand, spawnRole, startServerProcess, type LogLine, type RoleProcess } from "./lib/roles.ts";
-import { SoakProxy, type ConnFault, type ProxiedConn } from "./lib/soak-proxy.ts";
-import { NEVER, encodeHeader, type StreamHeader, type TargetMessage, type TargetResult } from "./lib/soak-wire.ts";
+import { SoakProxy, type ConnFault, type ProxiedConn } from "./soak/proxy.ts";
+import { NEVER, encodeHeader, type StreamHeader, type TargetMessage, type TargetResult } from "./soak/wire.ts";
 import { Prng } from "../test/support/protocol-prng.ts";
 import { PatternSource, PatternVerifier } from "../test/support/pattern.ts";
 
@@ -319,7 +319,7 @@ async function startTarget(): Promise<TargetHandle> {
         sleep(2000),
       ]),
   };
-  const sub = Bun.spawn([process.execPath, new URL("./lib/soak-target.ts", import.meta.url).pathname], {
+  const sub = Bun.spawn([process.execPath, new URL("./soak/target.ts", import.meta.url).pathname], {
     stdin: "ignore",
     stdout: "inherit",
     stderr: "inherit",

@@ -10,7 +10,7 @@
  */
 import type { Socket } from "bun";
 import { PatternSource, PatternVerifier } from "../../test/support/pattern.ts";
-import { HEADER_BYTES, NEVER, decodeHeader, type StreamHeader, type TargetMessage, type TargetResult } from "./soak-wire.ts";
+import { HEADER_BYTES, NEVER, decodeHeader, type StreamHeader, type TargetMessage, type TargetResult } from "./wire.ts";
 
 /** A connection with no event for this long is reset and reported (`idleKilled`). */
 const IDLE_KILL_MS = Number(process.env.SOAK_TARGET_IDLE_KILL_MS ?? 60_000);
