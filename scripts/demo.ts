@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sourceCommand, spawnRole, startServerProcess, type RoleProcess } from "./lib/roles.ts";
-import { generateCerts, opensslAvailable } from "./gen-certs.ts";
+import { generateCerts, opensslAvailable } from "./lib/certs.ts";
 
 const started: RoleProcess[] = [];
 const web = Bun.serve({

@@ -1,12 +1,12 @@
 /**
- * TLS material for tests, made once per test process by scripts/gen-certs.ts (the openssl CLI) in a temp dir that
+ * TLS material for tests, made once per test process by scripts/lib/certs.ts (the openssl CLI) in a temp dir that
  * is removed at exit: a CA with a server certificate (localhost, 127.0.0.1) and an agent certificate (CN edge-1),
  * an expired server certificate from the same CA, and a second CA with its own server and agent certificates.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateCerts, makeCa, makeLeaf, opensslAvailable, type CertFiles } from "../../scripts/gen-certs.ts";
+import { generateCerts, makeCa, makeLeaf, opensslAvailable, type CertFiles } from "../../scripts/lib/certs.ts";
 
 /** Paths of every test certificate. */
 export interface TestCerts {

@@ -1,7 +1,7 @@
 /**
- * The benchmark's load generators (visitor side), run inside scripts/bench.ts against either the target's own
- * ports (direct path) or the server's route ports (tunnel path). Each returns figures measured at the receiver;
- * none of them asserts anything. Loopback only.
+ * The benchmark's load generators (visitor side), run inside the benchmark process (scripts/bench/main.ts) against
+ * either the target's own ports (direct path) or the server's route ports (tunnel path). Each returns figures measured
+ * at the receiver; none of them asserts anything. Loopback only.
  */
 import type { Socket } from "bun";
 

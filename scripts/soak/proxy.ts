@@ -8,7 +8,7 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { HandshakeDecoder } from "../../src/protocol/handshake.ts";
-import { HandshakeStatus } from "../../src/protocol/constants.ts";
+import { HandshakeFlag, HandshakeStatus } from "../../src/protocol/constants.ts";
 
 /** Above this many queued bytes in one direction the source socket is paused. */
 const QUEUE_HIGH_BYTES = 8 * 1024 * 1024;
@@ -59,17 +59,14 @@ class Direction {
     readonly conn: ProxiedConn,
     readonly from: Side,
     readonly to: Side,
-    flag: number,
+    flag: HandshakeFlag,
   ) {
     this.tap = new HandshakeDecoder({ accept: [flag] });
   }
 }
 
-let nextConnNumber = 1;
-
 /** One agent connection through the proxy. */
 export class ProxiedConn {
-  readonly n = nextConnNumber++;
   readonly openedAt = Date.now();
   closedAt = 0;
   client: Socket<SockData> | null = null;
@@ -90,10 +87,12 @@ export class ProxiedConn {
 
   constructor(
     readonly proxy: SoakProxy,
+    /** Number of this connection at its proxy (1, 2, …), for reports. */
+    readonly n: number,
     private readonly onIdentified: (c: ProxiedConn) => void,
   ) {
-    this.up = new Direction(this, "client", "upstream", 1);
-    this.down = new Direction(this, "upstream", "client", 2);
+    this.up = new Direction(this, "client", "upstream", HandshakeFlag.INIT_INFO);
+    this.down = new Direction(this, "upstream", "client", HandshakeFlag.INIT_RESPONSE);
   }
 
   /** Both sockets gone. */
@@ -109,12 +108,6 @@ export class ProxiedConn {
   /** Blackholed in either direction. */
   get blackholed(): boolean {
     return this.up.drop || this.down.drop;
-  }
-
-  /** A cut or blackhole happened at or before `t`. */
-  destructiveFaultAt(t: number): ConnFault | null {
-    for (const f of this.faults) if ((f.kind === "cut" || f.kind === "blackhole") && f.at <= t) return f;
-    return null;
   }
 
   sock(side: Side): Socket<SockData> | null {
@@ -210,12 +203,12 @@ function sniff(d: Direction, chunk: Uint8Array): void {
   if (r.kind === "error") return;
   const c = d.conn;
   const m = r.message;
-  if (m.flag === 1) {
+  if (m.flag === HandshakeFlag.INIT_INFO) {
     c.id.hostName = m.body.host_name;
     const bc = (m.body.extra as { backchannel?: { role?: string; slot?: number } } | null)?.backchannel;
     c.id.role = bc?.role;
     c.id.slot = bc?.slot;
-  } else if (m.flag === 2) {
+  } else if (m.flag === HandshakeFlag.INIT_RESPONSE) {
     c.id.status = m.body.status;
     c.id.connectionId = m.body.connection_id;
     c.identified();
@@ -376,7 +369,7 @@ export class SoakProxy {
 
   private accept(client: Socket<SockData>): void {
     this.accepted++;
-    const conn = new ProxiedConn(this, (c) => {
+    const conn = new ProxiedConn(this, this.accepted, (c) => {
       if (c.id.connectionId !== undefined) this.byConnectionId.set(c.id.connectionId, c);
     });
     this.live.add(conn);

@@ -1,16 +1,16 @@
 /**
- * The soak's target ("the edge service"), its own process, spawned by scripts/soak.ts with IPC. Each connection
- * starts with a 40-byte header (soak-wire.ts); the target then, at the same time, writes `downBytes` of the
- * `downSeed` pattern (with backpressure, in `targetChunk` writes) and verifies the visitor's `upBytes` of the
- * `upSeed` pattern without storing it. It half-closes early (once its bytes are written) or late (after the
- * visitor's FIN too), reads slowly if asked, and resets the connection at `targetAbortAt` if asked.
+ * The soak's target ("the edge service"), its own process, spawned by scripts/soak/cluster.ts with IPC. Each connection
+ * starts with a 40-byte header (wire.ts); the target then, at the same time, writes `downBytes` of the `downSeed`
+ * pattern (with backpressure, in `targetChunk` writes) and verifies the visitor's `upBytes` of the `upSeed` pattern
+ * without storing it. It half-closes early (once its bytes are written) or late (after the visitor's FIN too), reads
+ * slowly if asked, and resets the connection at `targetAbortAt` if asked.
  *
  * Reports over IPC: results of closed connections (batched every 100 ms) and, every 500 ms, the progress of every
  * open stream, which the soak's watchdog uses to tell a slow stream from a stuck one.
  */
 import type { Socket } from "bun";
 import { PatternSource, PatternVerifier } from "../../test/support/pattern.ts";
-import { HEADER_BYTES, NEVER, decodeHeader, type StreamHeader, type TargetMessage, type TargetResult } from "./soak-wire.ts";
+import { HEADER_BYTES, NEVER, decodeHeader, type StreamHeader, type TargetMessage, type TargetResult } from "./wire.ts";
 
 /** A connection with no event for this long is reset and reported (`idleKilled`). */
 const IDLE_KILL_MS = Number(process.env.SOAK_TARGET_IDLE_KILL_MS ?? 60_000);

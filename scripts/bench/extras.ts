@@ -1,7 +1,7 @@
 /**
- * Outside tools for `scripts/bench.ts`: iperf3 and wrk as extra load generators, a throwaway `sshd` + `ssh -R`
- * as a peer tunnel, and socat relays as a C reference path for `--ceiling`. Each is used only when installed;
- * otherwise the caller prints the reason returned here. Every process started is handed to `track` so the
+ * Outside tools for the benchmark (scripts/bench/main.ts): iperf3 and wrk as extra load generators, a throwaway `sshd`
+ * + `ssh -R` as a peer tunnel, and socat relays as a C reference path for `--ceiling`. Each is used only when
+ * installed; otherwise the caller prints the reason returned here. Every process started is handed to `track` so the
  * benchmark's cleanup stops it.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";

@@ -1,6 +1,6 @@
 /**
- * The benchmark's target ("the edge service"), run as its own process by scripts/bench.ts so that its work is not
- * charged to the load generator. It listens on loopback port 0 with four services:
+ * The benchmark's target ("the edge service"), run as its own process by the benchmark (scripts/bench/main.ts) so that
+ * its work is not charged to the load generator. It listens on loopback port 0 with four services:
  *
  * - sink: reads and discards; on the visitor's FIN answers one JSON line `{"bytes":n,"firstMs":t,"lastMs":t}`
  *   (first and last byte times on this process's clock) and closes;

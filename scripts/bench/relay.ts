@@ -5,7 +5,7 @@
  * (as the tunnel does). Two of these in a chain have the same process count and socket hops as server + agent, so
  * their figures bound what any tunnel built of two Bun processes can reach on this machine.
  *
- *   bun scripts/lib/bench-relay.ts LISTEN_PORT:TARGET_PORT [...]   (loopback; prints "ready" when listening)
+ *   bun scripts/bench/relay.ts LISTEN_PORT:TARGET_PORT [...]   (loopback; prints "ready" when listening)
  */
 import type { Socket } from "bun";
 import { flushQueue, writeOrQueue } from "../../test/support/write-queue.ts";
