@@ -72,7 +72,7 @@ function handleSignals(handle: Promise<Handle>, log: Logger): { readonly stoppin
 
 /** Runs the process; returns only by exiting. */
 async function main(): Promise<void> {
-  // Hidden test hook for scripts/soak.ts (not a TUNNEL_ variable, not in --help): BACKCHANNEL_DEBUG_GC_SIGNAL=SIGUSR2
+  // Hidden test hook for scripts/soak/main.ts (not a TUNNEL_ variable, not in --help): BACKCHANNEL_DEBUG_GC_SIGNAL=SIGUSR2
   // makes that signal run a full GC, so that RSS sampled at rest measures live memory rather than garbage.
   if (process.env.BACKCHANNEL_DEBUG_GC_SIGNAL === "SIGUSR2") process.on("SIGUSR2", () => Bun.gc(true));
   const args = parseArgs(process.argv.slice(2));

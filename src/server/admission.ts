@@ -40,7 +40,7 @@ export class Admission {
   admit(socket: NetSocket, a: AcceptedHandshake): void {
     const { config } = this;
     // 96 random bits: an agent cannot guess another's connection ids (only its own are told to it).
-    const connectionId = `${this.idPrefix}-${randomBytes(12).toString("base64url")}`;
+    const connectionId = `${this.idPrefix}-${randomBytes(12).toString("hex")}`;
     const response = encodeHandshake({
       flag: HandshakeFlag.INIT_RESPONSE,
       body: {
@@ -94,30 +94,37 @@ export class Admission {
       old?.close();
       log.info("agent aside connection joined", { connectionId, cluster, hostName });
     } else {
-      host = {
-        connectionId,
-        cluster,
-        hostName,
-        weight: Math.max(1, a.info.weight),
-        slot: a.hello.slot,
-        instance: a.hello.instance,
-        remoteAddress: socket.remoteAddress,
-        connectedAt: Date.now(),
-        session,
-      };
-      // A live peer stays silent at most one heartbeat interval; twice that means it is gone.
-      const { replaced, shared } = this.registry.add(host, 2 * config.heartbeatIntervalMs);
-      this.stats.hostJoined(host);
-      for (const old of replaced) {
-        log.info("agent connection replaced", { old: old.connectionId, new: connectionId, hostName });
-        this.drain(old);
-      }
-      if (shared.length > 0) {
-        log.warn("two live agents share a host name; give each its own TUNNEL_HOSTNAME", { cluster, hostName, slot: host.slot });
-      }
-      log.info("agent connection joined", { connectionId, cluster, hostName, weight: host.weight, slot: host.slot });
+      host = this.joinHost(a, connectionId, socket.remoteAddress, session);
     }
     if (a.rest.byteLength > 0) session.onData(a.rest);
+  }
+
+  /** Registers a data connection as a host of its cluster; drains the connections it replaces. */
+  private joinHost(a: AcceptedHandshake, connectionId: string, remoteAddress: string, session: Session): Host {
+    const host: Host = {
+      connectionId,
+      cluster: a.cluster.name,
+      hostName: a.info.host_name,
+      weight: Math.max(1, a.info.weight),
+      slot: a.hello.slot,
+      instance: a.hello.instance,
+      remoteAddress,
+      connectedAt: Date.now(),
+      session,
+    };
+    const { cluster, hostName } = host;
+    // A live peer stays silent at most one heartbeat interval; twice that means it is gone.
+    const { replaced, shared } = this.registry.add(host, 2 * this.config.heartbeatIntervalMs);
+    this.stats.hostJoined(host);
+    for (const old of replaced) {
+      log.info("agent connection replaced", { old: old.connectionId, new: connectionId, hostName });
+      this.drain(old);
+    }
+    if (shared.length > 0) {
+      log.warn("two live agents share a host name; give each its own TUNNEL_HOSTNAME", { cluster, hostName, slot: host.slot });
+    }
+    log.info("agent connection joined", { connectionId, cluster, hostName, weight: host.weight, slot: host.slot });
+    return host;
   }
 
   /** Stops routing to a host; it closes (with DRAINED on the aside) once its streams are done. */

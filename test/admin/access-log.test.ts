@@ -51,7 +51,7 @@ test("one line per finished stream: visitor, cluster, service, host, bytes each 
     reason: "fin",
   });
   expect(String(ok?.visitor)).toMatch(/^127\.0\.0\.1:\d+$/);
-  expect(String(ok?.connectionId)).toMatch(/^[0-9a-f]{6}-\d+$/);
+  expect(String(ok?.connectionId)).toMatch(/^[0-9a-f]{6}-[0-9a-f]{24}$/);
   expect(typeof ok?.durationMs).toBe("number");
   expect(reset).toMatchObject({ cluster: "edge", service: "nosuch", reason: "UNKNOWN_SERVICE", bytesIn: 0 });
 }, 20_000);

@@ -2,7 +2,7 @@
  * A target that resets its connection while the agent is writing to it must reach the visitor as a reset, never as
  * a clean end. Bun quirk (bun-platform.md §1.5, measured in the soak): when a peer's RST arrives while we write, the
  * write returns -1 and consumes the error, and Bun then reports the connection as a clean `end` + `close` with no
- * error. A relay that took that for a FIN forwarded a truncated stream as complete (found by scripts/soak.ts).
+ * error. A relay that took that for a FIN forwarded a truncated stream as complete (found by the soak, scripts/soak/).
  */
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";

@@ -1,5 +1,5 @@
 /**
- * TLS and mTLS between agent and server, with material made by scripts/gen-certs.ts: the right setup carries
+ * TLS and mTLS between agent and server, with material made by scripts/lib/certs.ts: the right setup carries
  * traffic byte-exact; the agent refuses a server certificate from another CA, for another name, or expired (logged
  * as ERR_TLS, retried with backoff); under TUNNEL_TLS_CLIENT_CA the server refuses agents without a certificate,
  * with one from another CA, or with an identity the cluster does not allow (status 2 AUTH_FAILED).
