@@ -25,6 +25,8 @@ export type SlotState = "dialing" | "handshaking" | "ready" | "draining" | "back
 
 /** Healthy this long (ms) → the backoff starts from the base again. */
 const HEALTHY_RESET_MS = 10_000;
+/** Connections a slot keeps draining after the server's GOAWAY (each finishing its streams) before closing the oldest. */
+const MAX_DRAINING_PER_SLOT = 2;
 
 /** Shared by every slot of one agent. */
 export interface SlotContext {
@@ -86,6 +88,7 @@ export class ConnectionSlot implements HandshakeOutcome {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (!graceful) for (const old of this.oldSessions) old.close();
     const s = this.session;
     if (s === null || s.closed) {
       this.setStopped();
@@ -100,7 +103,6 @@ export class ConnectionSlot implements HandshakeOutcome {
     } else {
       s.close();
     }
-    if (!graceful) for (const old of this.oldSessions) old.close();
   }
 
   /** Sends a CONTROL message on this (aside) connection; false if it is not connected. */
@@ -218,8 +220,13 @@ export class ConnectionSlot implements HandshakeOutcome {
     this.retry(`handshake failed: ${error.message}`, false);
   }
 
+  /**
+   * The server sent GOAWAY on a connection with streams: they finish on it while this slot dials a replacement. A
+   * connection that lived less than HEALTHY_RESET_MS is replaced after the backoff delay, not at once (a server that
+   * sends GOAWAY after every handshake must not make the agent redial without limit), and at most
+   * MAX_DRAINING_PER_SLOT replaced connections are kept: past that the oldest is closed.
+   */
   private replaceDraining(old: Session): void {
-    // The old session keeps its streams; this slot dials a fresh connection at once.
     if (this.session !== old) return;
     this.session = null;
     this.oldSessions.add(old);
@@ -227,8 +234,18 @@ export class ConnectionSlot implements HandshakeOutcome {
       this.oldSessions.delete(old);
       if (this.stopped && this.session === null && this.state !== "dialing" && this.state !== "handshaking") this.setStopped();
     });
-    this.state = "dialing";
-    void this.dial();
+    if (this.oldSessions.size > MAX_DRAINING_PER_SLOT) {
+      const oldest = this.oldSessions.values().next().value as Session;
+      log.warn("too many draining connections on one slot: closing the oldest", { server: this.server, slot: this.slot, streams: oldest.activeStreams });
+      oldest.close();
+    }
+    if (performance.now() - this.readyAt >= HEALTHY_RESET_MS) {
+      this.backoff.reset();
+      this.state = "dialing";
+      void this.dial();
+      return;
+    }
+    this.schedule(this.backoff.next());
   }
 
   private sessionClosed(session: Session, error?: TunnelError): void {
@@ -266,10 +283,15 @@ export class ConnectionSlot implements HandshakeOutcome {
     if (code === "ERR_TLS") log.error("TLS with the server failed", fields);
     else if (authFailure) log.error("handshake refused", fields);
     else log.warn("connection down", fields);
+    this.schedule(delay);
+  }
+
+  /** Dials again after `delayMs` (state `backoff` meanwhile). */
+  private schedule(delayMs: number): void {
     this.state = "backoff";
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.dial();
-    }, delay);
+    }, delayMs);
   }
 }

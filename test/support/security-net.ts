@@ -274,7 +274,8 @@ export interface FakeServer {
   stop(): void;
 }
 
-export function startFakeServer(): FakeServer {
+/** `onConnection` runs for each connection right after its handshake response (e.g. a rogue server's first frames). */
+export function startFakeServer(opts: { onConnection?: (conn: FakeConn) => void } = {}): FakeServer {
   const conns: FakeConn[] = [];
   type St = { hs: Uint8Array; conn: FakeConn | null };
   const l = Bun.listen<St>({
@@ -316,6 +317,7 @@ export function startFakeServer(): FakeServer {
         );
         const rest = joined.subarray(8 + len);
         if (rest.byteLength > 0) conn.reader.push(rest);
+        opts.onConnection?.(conn);
       },
       close(s) {
         if (s.data?.conn) s.data.conn.closed = true;
