@@ -11,6 +11,7 @@ import type { ControlMessage } from "../protocol/control.ts";
 import { Session } from "../mux/session.ts";
 import { sessionOptions } from "../mux/session-options.ts";
 import { connect, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
+import { channelBinding } from "../transport/tls.ts";
 import { TunnelError, isTunnelError, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Backoff } from "./backoff.ts";
@@ -151,7 +152,8 @@ export class ConnectionSlot implements HandshakeOutcome {
     }
     this.state = "handshaking";
     hs.begin(socket, config.connectTimeoutMs);
-    const initInfo = encodeInitInfo(config, { role: this.role, slot: this.slot, instance: this.ctx.instance });
+    const binding = channelBinding(socket, this.ctx.tls !== undefined);
+    const initInfo = encodeInitInfo(config, { role: this.role, slot: this.slot, instance: this.ctx.instance }, binding);
     // A fresh connection takes the small InitInfo whole; anything less is a broken connection.
     if (socket.write(initInfo) !== initInfo.byteLength) hs.abort(new TunnelError("ERR_HANDSHAKE_CLOSED", "could not send the handshake"));
   }

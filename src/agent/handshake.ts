@@ -18,8 +18,11 @@ export interface HelloOf {
   instance: string;
 }
 
-/** The encoded ConnectionInitInfo of one connection: MOSN's six keys, our hello in `extra.backchannel` (§1.1). */
-export function encodeInitInfo(config: AgentConfig, who: HelloOf): Uint8Array {
+/**
+ * The encoded ConnectionInitInfo of one connection: MOSN's six keys, our hello in `extra.backchannel` (§1.1); an
+ * hmac credential is bound to the connection by `binding` (transport/tls.ts channelBinding, SPEC.md §1.7).
+ */
+export function encodeInitInfo(config: AgentConfig, who: HelloOf, binding: string): Uint8Array {
   return encodeHandshake({
     flag: HandshakeFlag.INIT_INFO,
     body: {
@@ -27,7 +30,7 @@ export function encodeInitInfo(config: AgentConfig, who: HelloOf): Uint8Array {
       weight: config.weight,
       host_name: config.hostname,
       credential_policy: config.credentialPolicy,
-      credential: makeCredential(config.credentialPolicy, config.credential, config.cluster, config.hostname),
+      credential: makeCredential(config.credentialPolicy, config.credential, config.cluster, config.hostname, binding),
       extra: {
         backchannel: {
           version: STREAM_PROTOCOL_VERSION,

@@ -3,9 +3,11 @@
  * server. Secrets are compared in constant time over fixed-length digests and never logged.
  *
  * - `token`: the credential is the shared secret itself (send it over TLS only).
- * - `hmac-sha256`: `v1.<unix-ms>.<nonce-hex>.<hmac-hex>` where the HMAC (key = secret) covers
- *   `backchannel-v1\n<cluster>\n<host_name>\n<unix-ms>\n<nonce>`; accepted within ±{@link HMAC_MAX_SKEW_MS} of the
- *   server's clock, each nonce once.
+ * - `hmac-sha256`: `v2.<unix-ms>.<nonce-hex>.<hmac-hex>` where the HMAC (key = secret) covers
+ *   `backchannel-v2\n<cluster>\n<host_name>\n<unix-ms>\n<nonce>\n<binding>`; accepted within ±{@link HMAC_MAX_SKEW_MS}
+ *   of the server's clock, each nonce once per server, and only on a connection with the same binding: the TLS
+ *   exporter of this very connection (RFC 9266's `tls-exporter`), so a handshake captured by one server cannot be
+ *   replayed to another; `plaintext` without TLS (SPEC.md §1.7).
  * - `mtls`: the credential is ignored; the TLS client certificate's identity is checked by the server.
  * - `none`: nothing is checked (must be configured explicitly on the server).
  */
@@ -25,23 +27,27 @@ export function secretEquals(a: string, b: string): boolean {
   return timingSafeEqual(digest(a), digest(b));
 }
 
-function hmacPayload(cluster: string, hostName: string, ts: number, nonce: string): string {
-  return `backchannel-v1\n${cluster}\n${hostName}\n${ts}\n${nonce}`;
+function hmacPayload(cluster: string, hostName: string, ts: number, nonce: string, binding: string): string {
+  return `backchannel-v2\n${cluster}\n${hostName}\n${ts}\n${nonce}\n${binding}`;
 }
 
-/** Agent side: the credential to send for a policy. A fresh one per connection attempt (hmac). */
+/**
+ * Agent side: the credential to send for a policy. A fresh one per connection attempt (hmac), bound to the
+ * connection by `binding` (transport/tls.ts channelBinding).
+ */
 export function makeCredential(
   policy: string,
   secret: string | null,
   cluster: string,
   hostName: string,
+  binding: string,
   now: number = Date.now(),
 ): string {
   if (policy === "token") return secret ?? "";
   if (policy === "hmac-sha256") {
     const nonce = randomBytes(16).toString("hex");
-    const mac = createHmac("sha256", secret ?? "").update(hmacPayload(cluster, hostName, now, nonce)).digest("hex");
-    return `v1.${now}.${nonce}.${mac}`;
+    const mac = createHmac("sha256", secret ?? "").update(hmacPayload(cluster, hostName, now, nonce, binding)).digest("hex");
+    return `v2.${now}.${nonce}.${mac}`;
   }
   return "";
 }
@@ -64,11 +70,12 @@ export class ReplayGuard {
   }
 }
 
-const HMAC_RE = /^v1\.(\d{1,16})\.([0-9a-f]{32})\.([0-9a-f]{64})$/;
+const HMAC_RE = /^v2\.(\d{1,16})\.([0-9a-f]{32})\.([0-9a-f]{64})$/;
 
 /**
- * Server side: verifies a token or hmac-sha256 credential against the cluster's secret.
- * Never throws; returns false for anything malformed, stale or replayed.
+ * Server side: verifies a token or hmac-sha256 credential against the cluster's secret, hmac on a connection whose
+ * own `binding` (channelBinding of the server's socket) must be the one the agent signed.
+ * Never throws; returns false for anything malformed, stale, replayed or bound to another connection.
  */
 export function verifyCredential(
   policy: "token" | "hmac-sha256",
@@ -77,6 +84,7 @@ export function verifyCredential(
   cluster: string,
   hostName: string,
   replay: ReplayGuard,
+  binding: string,
   now: number = Date.now(),
 ): boolean {
   if (policy === "token") return secretEquals(credential, secret);
@@ -85,7 +93,7 @@ export function verifyCredential(
   const ts = Number(m[1]);
   const nonce = m[2] as string;
   if (!Number.isSafeInteger(ts) || Math.abs(now - ts) > HMAC_MAX_SKEW_MS) return false;
-  const expected = createHmac("sha256", secret).update(hmacPayload(cluster, hostName, ts, nonce)).digest();
+  const expected = createHmac("sha256", secret).update(hmacPayload(cluster, hostName, ts, nonce, binding)).digest();
   const given = Buffer.from(m[3] as string, "hex");
   if (!timingSafeEqual(expected, given)) return false;
   return replay.remember(nonce, now);

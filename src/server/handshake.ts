@@ -12,6 +12,7 @@ import { verifyCredential, type ReplayGuard } from "../auth/credential.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
 import type { ClusterConfig, ServerConfig } from "../config.ts";
 import type { NetSocket } from "../transport/tcp.ts";
+import { channelBinding } from "../transport/tls.ts";
 import { HandshakeCore, type FrameOf, type HandshakeFailure } from "../mux/handshake-core.ts";
 import { AUTH_FAILURE_STATUSES, type AuthPenalties } from "./gate.ts";
 
@@ -67,7 +68,7 @@ function refusal(status: number, code: ErrorCode, why: string): Decision {
 export function decideStatus(
   info: ConnectionInitInfo,
   ctx: Pick<HandshakeContext, "clusters" | "replay">,
-  peerIdentities: () => string[],
+  peer: { identities(): string[]; binding(): string },
 ): Decision {
   if (!KNOWN_POLICIES.has(info.credential_policy)) return refusal(HandshakeStatus.VALIDATOR_NOT_FOUND, "ERR_AUTH", "unknown credential policy");
   const cluster = ctx.clusters.get(info.cluster_name);
@@ -81,13 +82,13 @@ export function decideStatus(
     case "mtls": {
       // The certificate must prove an identity the cluster allows, and the name the agent registers under (which
       // its aside speaks for): a certificate of edge-1 cannot join as edge-2.
-      const ids = peerIdentities();
+      const ids = peer.identities();
       const allowed = cluster.allowedIdentities.length > 0 ? cluster.allowedIdentities : [cluster.name];
       ok = ids.some((id) => allowed.includes(id)) && ids.includes(info.host_name);
       break;
     }
     default:
-      ok = verifyCredential(cluster.policy, cluster.secret ?? "", info.credential, cluster.name, info.host_name, ctx.replay);
+      ok = verifyCredential(cluster.policy, cluster.secret ?? "", info.credential, cluster.name, info.host_name, ctx.replay, peer.binding());
   }
   if (!ok) return refusal(HandshakeStatus.AUTH_FAILED, "ERR_AUTH", "credential does not verify");
   const hello = readBackchannelHello(info);
@@ -137,7 +138,10 @@ export class PendingHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_IN
 
   protected received(message: FrameOf<typeof HandshakeFlag.INIT_INFO>, rest: Uint8Array): void {
     const info = message.body;
-    const d = decideStatus(info, this.ctx, () => certificateIdentities(this.socket));
+    const d = decideStatus(info, this.ctx, {
+      identities: () => certificateIdentities(this.socket),
+      binding: () => channelBinding(this.socket, this.ctx.config.tls),
+    });
     if ("error" in d) return this.respondRefusal(d.status, d.error, AUTH_FAILURE_STATUSES.has(d.status));
     this.ctx.onAccepted(this.socket, { info, hello: d.hello, cluster: d.cluster, rest });
   }

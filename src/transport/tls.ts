@@ -96,3 +96,22 @@ export function certificateCommonName(pem: string): string | null {
     return null;
   }
 }
+
+/** RFC 9266's exporter label for channel bindings (`tls-exporter`). */
+const EXPORTER_LABEL = "EXPORTER-Channel-Binding";
+
+/**
+ * The channel binding of a connection, for credentials bound to it (SPEC.md §1.7): `tls-exporter:<64 hex>` (32 bytes
+ * of RFC 9266's keying-material exporter, the same on both ends of one TLS connection and different on every other)
+ * once the TLS handshake is done, `plaintext` for a plain TCP socket. Never throws: a TLS socket that cannot export
+ * yields `tls-exporter:unavailable`, which matches nothing an honest peer signs.
+ */
+export function channelBinding(socket: { exportKeyingMaterial?(length: number, label: string, context: Buffer): Buffer }, tls: boolean): string {
+  if (!tls) return "plaintext";
+  try {
+    const ekm = socket.exportKeyingMaterial?.(32, EXPORTER_LABEL, Buffer.alloc(0));
+    return ekm !== undefined && ekm.byteLength === 32 ? `tls-exporter:${ekm.toString("hex")}` : "tls-exporter:unavailable";
+  } catch {
+    return "tls-exporter:unavailable";
+  }
+}

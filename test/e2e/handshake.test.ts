@@ -123,7 +123,7 @@ describe("handshake statuses on the wire", () => {
 
   test("hmac-sha256: fresh credential accepted, replay and stale refused", async () => {
     const srv = await server({ TUNNEL_CLUSTERS: clusters });
-    const cred = makeCredential("hmac-sha256", HMAC_SECRET, "signed", "h1");
+    const cred = makeCredential("hmac-sha256", HMAC_SECRET, "signed", "h1", "plaintext");
     const signed = (credential: string) => info({ cluster_name: "signed", credential_policy: "hmac-sha256", credential });
     const first = await new Promise<number>((resolve) => {
       Bun.connect({
@@ -142,7 +142,7 @@ describe("handshake statuses on the wire", () => {
     });
     expect(first).toBe(1);
     expect(hex(await exchange(srv.agentPort, signed(cred)))).toBe(mosnStatus(2));
-    const stale = makeCredential("hmac-sha256", HMAC_SECRET, "signed", "h1", Date.now() - 10 * 60_000);
+    const stale = makeCredential("hmac-sha256", HMAC_SECRET, "signed", "h1", "plaintext", Date.now() - 10 * 60_000);
     expect(hex(await exchange(srv.agentPort, signed(stale)))).toBe(mosnStatus(2));
   });
 

@@ -150,16 +150,16 @@ describe("hostile handshakes", () => {
 
   test("hmac-sha256: a replayed credential → 2, a stale one → 2, a fresh one → 1", async () => {
     const info = (credential: string) => initInfo({ cluster_name: "signed", host_name: "h1", credential_policy: "hmac-sha256", credential });
-    const cred = makeCredential("hmac-sha256", HMAC, "signed", "h1");
+    const cred = makeCredential("hmac-sha256", HMAC, "signed", "h1", "plaintext");
     const first = await rawAgent(srv.agentPort, info(cred));
     first.socket.end();
     await expectRefused(encodeHandshake({ flag: 1, body: info(cred) }), HandshakeStatus.AUTH_FAILED, "ERR_AUTH");
-    const stale = makeCredential("hmac-sha256", HMAC, "signed", "h1", Date.now() - 10 * 60_000);
+    const stale = makeCredential("hmac-sha256", HMAC, "signed", "h1", "plaintext", Date.now() - 10 * 60_000);
     await expectRefused(encodeHandshake({ flag: 1, body: info(stale) }), HandshakeStatus.AUTH_FAILED, "ERR_AUTH");
-    const future = makeCredential("hmac-sha256", HMAC, "signed", "h1", Date.now() + 10 * 60_000);
+    const future = makeCredential("hmac-sha256", HMAC, "signed", "h1", "plaintext", Date.now() + 10 * 60_000);
     await expectRefused(encodeHandshake({ flag: 1, body: info(future) }), HandshakeStatus.AUTH_FAILED, "ERR_AUTH");
     // Bound to the host name: a credential made for h1 does not work for h2.
-    const other = makeCredential("hmac-sha256", HMAC, "signed", "h1");
+    const other = makeCredential("hmac-sha256", HMAC, "signed", "h1", "plaintext");
     await expectRefused(encodeHandshake({ flag: 1, body: { ...info(other), host_name: "h2" } }), HandshakeStatus.AUTH_FAILED, "ERR_AUTH");
   });
 });
