@@ -142,8 +142,8 @@ export const SPECS = {
   TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: spec({ modes: SERVER, syntax: "1..1000000", default: "64", fallback: "64",
     meaning: "The same limit per remote IP address.", schema: intSchema(1, 1_000_000) }),
   TUNNEL_AUTH_FAILURE_LIMIT: spec({ modes: SERVER, syntax: "0..1000000", default: "5", fallback: "5",
-    meaning: "Failed authentications (statuses 2, 3, 4, refused client certificates) from one IP address within " +
-      "TUNNEL_AUTH_FAILURE_WINDOW_MS that start a penalty; 0 turns penalties off.", schema: intSchema(0, 1_000_000) }),
+    meaning: "Failed authentications (statuses 2, 3, 4, refused client certificates) from one IPv4 address " +
+      "(or IPv6 /64) within TUNNEL_AUTH_FAILURE_WINDOW_MS that start a penalty; 0 turns penalties off.", schema: intSchema(0, 1_000_000) }),
   TUNNEL_AUTH_FAILURE_WINDOW_MS: spec({ modes: SERVER, syntax: "1..86400000", default: "60000", fallback: "60000",
     meaning: "Window in which failed authentications are counted.", schema: intSchema(1, 86_400_000) }),
   TUNNEL_AUTH_PENALTY_MS: spec({ modes: SERVER, syntax: "1..86400000", default: "5000", fallback: "5000",

@@ -2,6 +2,7 @@
  * The gate in front of the server's handshake: {@link AuthPenalties} (sources that keep failing authentication are
  * refused for a while) and {@link refuseEarly} (a connection refused at accept, before any handshake).
  */
+import { isIPv6 } from "node:net";
 import { encodeHandshake } from "../protocol/handshake.ts";
 import { HandshakeFlag, HandshakeStatus } from "../protocol/constants.ts";
 import { IGNORING_OWNER, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
@@ -47,9 +48,10 @@ export class AuthPenalties {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Records a failed authentication from `ip`; returns the penalty (ms) it started, or 0. */
+  /** Records a failed authentication from `ip` (an IPv6 address counts for its /64); returns the penalty (ms) it started, or 0. */
   failure(ip: string): number {
     if (this.s.authFailureLimit <= 0) return 0;
+    ip = penaltySource(ip);
     const now = this.now();
     let e = this.entries.get(ip);
     if (e === undefined) {
@@ -75,9 +77,9 @@ export class AuthPenalties {
     return ms;
   }
 
-  /** How long `ip` is still refused (ms); 0 if it is not. */
+  /** How long `ip` (its /64, for IPv6) is still refused (ms); 0 if it is not. */
   remainingMs(ip: string): number {
-    const e = this.entries.get(ip);
+    const e = this.entries.get(penaltySource(ip));
     if (e === undefined) return 0;
     const left = e.until - this.now();
     return left > 0 ? Math.ceil(left) : 0;
@@ -112,3 +114,18 @@ export function refuseEarly(socket: NetSocket, tls: boolean, retryAfterMs: numbe
   return IGNORING_OWNER;
 }
 
+
+/**
+ * The source a penalty counts against: an IPv4 address itself (also when IPv4-mapped, `::ffff:192.0.2.1`), and for
+ * IPv6 its /64 (one host usually has a whole /64, so one address per attempt is free there). Anything else as is.
+ */
+export function penaltySource(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1] as string;
+  if (!isIPv6(ip)) return ip;
+  const [head = "", tail = ""] = ip.toLowerCase().split("::", 2);
+  const left = head === "" ? [] : head.split(":");
+  const right = ip.includes("::") ? (tail === "" ? [] : tail.split(":")) : [];
+  const groups = ip.includes("::") ? [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}
