@@ -130,6 +130,7 @@ export class MemorySocket implements FrameSocket, LocalSocket {
     if (this.closed) return;
     this.closeAfterFin = true;
     this.finQueued = true;
+    this.closeIfDone(); // the FIN may be out already
     this.schedule();
   }
 

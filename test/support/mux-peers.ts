@@ -143,10 +143,11 @@ export class LocalPeer implements SocketOwner {
 
 /**
  * A memory pair for a stream's local socket: `near` goes to the stream (its owner is set by {@link bindLocal}),
- * `peer` is the test's end.
+ * `peer` is the test's end. Short writes and small reads; deliveries on microtasks (connections use setImmediate),
+ * so local and connection events interleave in orders a single kind of deferral would not produce.
  */
 export function localPair(sendSeed: number, expectSeed: number, opts: MemoryOptions = {}): { near: MemorySocket; peer: LocalPeer } {
-  const [near, far] = memoryPair({ bufferBytes: 32 * KiB, maxWriteBytes: 8 * KiB, maxChunkBytes: 12 * KiB, seed: sendSeed, ...opts });
+  const [near, far] = memoryPair({ bufferBytes: 32 * KiB, maxWriteBytes: 8 * KiB, maxChunkBytes: 12 * KiB, seed: sendSeed, defer: "microtask", ...opts });
   return { near, peer: new LocalPeer(far, sendSeed, expectSeed) };
 }
 
