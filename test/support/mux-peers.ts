@@ -3,7 +3,7 @@
  * peer that writes raw frames and records every frame it gets (RawPeer), and the test's end of a stream's local
  * socket, which sends and verifies seeded bytes (LocalPeer, over a memory pair).
  */
-import { Session, sessionOwner } from "../../src/mux/session.ts";
+import { Session } from "../../src/mux/session.ts";
 import type { SessionEvents, SessionOptions } from "../../src/mux/session-options.ts";
 import type { Stream } from "../../src/mux/stream.ts";
 import type { TunnelError } from "../../src/errors.ts";
@@ -56,7 +56,7 @@ export class SessionSide {
       onClose: (error) => void (this.closedWith = error ?? null),
     };
     this.session = new Session(conn.socket, opts, events);
-    conn.own(sessionOwner(this.session));
+    conn.own(this.session);
   }
 
   /** End codes of `stream` (more than one would be a bug). */
