@@ -99,7 +99,7 @@ export function startRogueServer(): RogueServer {
 
 function rogueConn(s: Socket<ConnState>, role: string, window: number) {
   const queue: Uint8Array[] = [];
-  let buf = new Uint8Array(0);
+  let buf: Uint8Array = new Uint8Array(0);
   let closed = false;
   const conn = {
     role,

@@ -54,6 +54,11 @@ export async function startStalledTarget(): Promise<StalledTarget> {
   await portP;
   const fillers: Socket<undefined>[] = [];
   let stopped = false;
+  /** Fillers are closed on release; one that connects only after its stall's release is closed at once. */
+  let stall = 0;
+  const closeFillers = () => {
+    for (const s of fillers.splice(0)) s.terminate();
+  };
   return {
     port,
     get received() {
@@ -65,11 +70,16 @@ export async function startStalledTarget(): Promise<StalledTarget> {
     async stall() {
       proc.kill("SIGSTOP");
       stopped = true;
+      const mine = ++stall;
       // Batches of connects until one of a batch does not complete: the accept queue is full from then on.
       for (let batch = 0; batch < 64; batch++) {
         let done = 0;
+        // A filler still waiting when the target is stopped for good fails to connect: expected, not an error.
         const conns = Array.from({ length: 64 }, () =>
-          Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, open: () => void done++ } }).then((s) => void fillers.push(s)),
+          Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, open: () => void done++, connectError() {} } }).then(
+            (s) => void (mine === stall && stopped ? fillers.push(s) : s.terminate()),
+            () => {},
+          ),
         );
         const deadline = performance.now() + 300;
         while (done < conns.length && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
@@ -80,10 +90,12 @@ export async function startStalledTarget(): Promise<StalledTarget> {
     release() {
       if (stopped) proc.kill("SIGCONT");
       stopped = false;
+      closeFillers();
     },
     async stop() {
       if (stopped) proc.kill("SIGCONT");
-      for (const s of fillers.splice(0)) s.terminate();
+      stopped = false;
+      closeFillers();
       proc.kill();
       await proc.exited;
     },
