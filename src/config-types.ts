@@ -22,6 +22,8 @@ export interface CommonConfig {
   tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
   streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
   maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
+  /** TUNNEL_STREAM_IDLE_TIMEOUT_MS; 0 = off. */
+  streamIdleTimeoutMs: number;
 }
 /** A cluster the server accepts agents into. `secret` is set for token/hmac-sha256; identities for mtls. */
 export interface ClusterConfig { name: string; policy: CredentialPolicy; secret: string | null; allowedIdentities: string[] }
@@ -47,6 +49,8 @@ export interface AgentConfig extends CommonConfig {
   connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
   connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
   discoveryIntervalMs: number; dnsServers: string[];
+  /** Inbound budgets (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES). */
+  inboundMaxBytesPerConnection: number; inboundMaxBytes: number;
 }
 /** A loaded configuration. */
 export type Config = ServerConfig | AgentConfig;

@@ -69,6 +69,7 @@ const BOTH: readonly Mode[] = ["server", "agent"];
 const SERVER: readonly Mode[] = ["server"];
 const AGENT: readonly Mode[] = ["agent"];
 const HOUR_MS = 3_600_000;
+const MiB = 1024 * 1024;
 
 function spec<S extends StringSchema>(s: Omit<VarSpec<S>, "secret"> & { secret?: boolean }): VarSpec<S> {
   return { ...s, secret: s.secret ?? false };
@@ -104,7 +105,8 @@ export const SPECS = {
   TUNNEL_TLS_KEY: spec({ modes: BOTH, syntax: "PEM file path", default: "none",
     meaning: "Private key for TUNNEL_TLS_CERT.", schema: pathSchema() }),
   TUNNEL_STREAM_WINDOW_BYTES: spec({ modes: BOTH, syntax: "65536..16777216", ...defaulted(DEFAULT_WINDOW_BYTES),
-    meaning: "Initial per-stream receive window granted to the peer.", schema: intSchema(65_536, 16_777_216) }),
+    meaning: "Per-stream receive window granted to the peer (an agent grants 64 KiB until the stream's target is " +
+      "connected, then this).", schema: intSchema(65_536, 16_777_216) }),
   TUNNEL_MAX_FRAME_BYTES: spec({ modes: BOTH, syntax: `${MIN_MAX_FRAME_BYTES}..${MAX_MAX_FRAME_BYTES}`,
     ...defaulted(DEFAULT_MAX_FRAME_BYTES), meaning: "Largest DATA frame payload accepted from the peer.",
     schema: intSchema(MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES) }),
@@ -121,6 +123,9 @@ export const SPECS = {
   TUNNEL_CONTROL_QUEUE_MAX_BYTES: spec({ modes: BOTH, syntax: "1024..1073741824",
     ...defaulted(DEFAULT_CONTROL_QUEUE_MAX_BYTES), meaning: "Replies (PONGs, refusals) a peer may make a connection queue while it does not " +
       "read; past this it is disconnected (ENHANCE_YOUR_CALM).", schema: intSchema(1024, 1_073_741_824) }),
+  TUNNEL_STREAM_IDLE_TIMEOUT_MS: spec({ modes: BOTH, syntax: "0..86400000", default: "0 (off)", fallback: "0",
+    meaning: "A stream that moves no byte either way for this long is reset (IDLE_TIMEOUT); 0 never.",
+    schema: intSchema(0, 86_400_000) }),
 
   TUNNEL_LISTEN: spec({ modes: SERVER, syntax: "host:port", default: "0.0.0.0:7000", fallback: "0.0.0.0:7000",
     meaning: "Address agents connect to (port 0: any free port).", schema: hostPortSchema({ allowPortZero: true }) }),
@@ -184,6 +189,12 @@ export const SPECS = {
     schema: listSchema(parseServices) }),
   TUNNEL_CONNECTIONS: spec({ modes: AGENT, syntax: "1..64", default: "2", fallback: "2",
     meaning: "Data connections kept to each server.", schema: intSchema(1, 64) }),
+  TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION: spec({ modes: AGENT, syntax: "65536..1099511627776", ...defaulted(64 * MiB),
+    meaning: "Server bytes one connection may hold for targets (a stream whose target is not connected yet counts " +
+      "64 KiB); past this, new streams are refused (REFUSED_STREAM, retried elsewhere).",
+    schema: intSchema(65_536, 1_099_511_627_776) }),
+  TUNNEL_INBOUND_MAX_BYTES: spec({ modes: AGENT, syntax: "65536..1099511627776", ...defaulted(256 * MiB),
+    meaning: "The same budget for the whole process, over all connections.", schema: intSchema(65_536, 1_099_511_627_776) }),
   TUNNEL_WEIGHT: spec({ modes: AGENT, syntax: "1..100", default: "10", fallback: "10",
     meaning: "Load-balancing weight the server gives this agent.", schema: intSchema(1, 100) }),
   TUNNEL_HOSTNAME: spec({ modes: AGENT, syntax: "printable, no spaces",

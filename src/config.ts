@@ -138,6 +138,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     maxStreamsPerConnection: must(x.TUNNEL_MAX_STREAMS_PER_CONNECTION),
     handshakeMaxBytes: must(x.TUNNEL_HANDSHAKE_MAX_BYTES),
     controlQueueMaxBytes: must(x.TUNNEL_CONTROL_QUEUE_MAX_BYTES),
+    streamIdleTimeoutMs: must(x.TUNNEL_STREAM_IDLE_TIMEOUT_MS),
   };
   if (mode === "server") {
     return {
@@ -179,6 +180,8 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     tlsServerName: x.TUNNEL_TLS_SERVER_NAME ?? null,
     discoveryIntervalMs: must(x.TUNNEL_DISCOVERY_INTERVAL_MS),
     dnsServers: x.TUNNEL_DNS_SERVERS ?? [],
+    inboundMaxBytesPerConnection: must(x.TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION),
+    inboundMaxBytes: must(x.TUNNEL_INBOUND_MAX_BYTES),
   };
 }
 

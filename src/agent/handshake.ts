@@ -9,6 +9,7 @@ import { HandshakeFlag, STREAM_PROTOCOL_VERSION } from "../protocol/constants.ts
 import { makeCredential } from "../auth/credential.ts";
 import type { NetSocket } from "../transport/tcp.ts";
 import { HandshakeCore, type FrameOf } from "../mux/handshake-core.ts";
+import { openingWindow } from "../mux/session-options.ts";
 import type { TunnelError } from "../errors.ts";
 
 /** Who this InitInfo speaks for: the connection's role and slot, and the agent process (instance). */
@@ -37,7 +38,7 @@ export function encodeInitInfo(config: AgentConfig, who: HelloOf, binding: strin
           role: who.role,
           slot: who.slot,
           instance: who.instance,
-          window: config.streamWindowBytes,
+          window: openingWindow(config.streamWindowBytes), // grown per stream after its ACK (SPEC.md §2.2)
           max_frame: config.maxFrameBytes,
         },
       },

@@ -1,5 +1,6 @@
 /**
- * The bytes the peer sent on one stream that its local socket has not taken yet (a Stream's `inQueue`), oldest first.
+ * The bytes the peer sent on one stream that its local socket has not taken yet (a Stream's `inQueue`), oldest first,
+ * and the tally of such bytes per session and per process that an agent's inbound budgets are checked against.
  */
 
 /** Queued views at least this long (and at least a quarter of their chunk) are kept; smaller ones are copied. */
@@ -8,6 +9,26 @@ const KEEP_VIEW_MIN_BYTES = 16 * 1024;
 const TAIL_BYTES = 64 * 1024;
 /** First tail buffer of a backlog. */
 const TAIL_MIN_BYTES = 4 * 1024;
+
+/** The process-wide count behind every InboundTally that counts into it (agent sessions). */
+export const processInbound = { bytes: 0 };
+
+/**
+ * Peer bytes a session holds for its streams' local sockets (SPEC.md §2.2, inbound budget): bytes queued on attached
+ * streams, plus the whole opening window of each stream whose local socket is not attached yet (the peer may fill it
+ * whatever we do). Counted into {@link processInbound} too when `processWide`.
+ */
+export class InboundTally {
+  bytes = 0;
+
+  constructor(private readonly processWide: boolean) {}
+
+  /** Adds `n` bytes (negative: releases them). */
+  charge(n: number): void {
+    this.bytes += n;
+    if (this.processWide) processInbound.bytes += n;
+  }
+}
 
 /**
  * Peer bytes waiting for a stream's local socket. A view pins its whole received chunk (up to 512 KiB), so only
@@ -25,22 +46,26 @@ export class InboundQueue {
   /** Buffer that small queued payloads are copied into (see push), and how much of it is used. */
   private tail: Uint8Array | null = null;
   private tailUsed = 0;
+  /** Bytes held, in all queued views. */
+  bytes = 0;
+  /** Where changes of `bytes` are counted, once set (see countInto). */
+  private tally: InboundTally | null = null;
 
   /** Number of queued views (0 when nothing waits). */
   get length(): number {
     return this.views.length;
   }
 
-  /** Bytes held, in all queued views. */
-  get bytes(): number {
-    let n = 0;
-    for (const b of this.views) n += b.byteLength;
-    return n;
+  /** From now on, counts the bytes held (already and later) into `tally`. */
+  countInto(tally: InboundTally): void {
+    this.tally = tally;
+    tally.charge(this.bytes);
   }
 
   /** Queues peer bytes: `payload` (a view of a received chunk) is either kept as is or copied (see the class). */
   push(payload: Uint8Array): void {
     const len = payload.byteLength;
+    this.held(len);
     const q = this.views;
     if (len >= KEEP_VIEW_MIN_BYTES && len * 4 >= payload.buffer.byteLength) {
       q.push(payload);
@@ -72,12 +97,13 @@ export class InboundQueue {
 
   /** The local socket took part of the oldest view: `rest` (its unwritten end) stays in front. */
   replaceHead(rest: Uint8Array): void {
+    this.held(rest.byteLength - (this.views[0] as Uint8Array).byteLength);
     this.views[0] = rest;
   }
 
   /** The local socket took all of the oldest view. */
   shift(): void {
-    this.views.shift();
+    this.held(-(this.views.shift() as Uint8Array).byteLength);
   }
 
   /** Nothing queued refers to the tail buffer any more: let it go (an idle stream holds no buffer). */
@@ -88,7 +114,13 @@ export class InboundQueue {
 
   /** Drops everything queued (the stream ended). */
   clear(): void {
+    this.held(-this.bytes);
     this.views = [];
     this.tail = null;
+  }
+
+  private held(n: number): void {
+    this.bytes += n;
+    this.tally?.charge(n);
   }
 }

@@ -17,6 +17,8 @@ import { encodeControl, type ControlMessage } from "../protocol/control.ts";
 import { Stream, type LocalSocket } from "./stream.ts";
 import type { StreamHost } from "./stream-host.ts";
 import { FrameWriter, type FrameSocket } from "./frame-writer.ts";
+import { InboundTally } from "./inbound-queue.ts";
+import { resetIdleStreams, startIdleClock } from "./idle-streams.ts";
 import type { SessionEvents, SessionOptions } from "./session-options.ts";
 
 /**
@@ -46,7 +48,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
   private nextStreamId = 1;
   protected highestStreamId = 0;
   protected lastReceivedAt = performance.now();
-  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private readonly heartbeat: ReturnType<typeof setInterval> | null;
   private readonly pingScratch = new Uint8Array(8);
   /** No new streams (we or the peer sent GOAWAY, or ids ran out). */
   draining = false;
@@ -61,6 +63,11 @@ export abstract class SessionCore implements StreamHost<Stream> {
   readsPaused = false;
   /** The peer sent GOAWAY (acted on once). */
   protected peerWentAway = false;
+  /** Peer bytes held for local sockets (StreamHost; an agent's inbound budget is checked against it). */
+  readonly inbound: InboundTally;
+  /** The idle clock (StreamHost, see idle-streams.ts); 0 forever without a stream idle timeout. */
+  epoch = 0;
+  private readonly idleClock: ReturnType<typeof setInterval> | null;
 
   constructor(
     socket: FrameSocket,
@@ -76,10 +83,10 @@ export abstract class SessionCore implements StreamHost<Stream> {
       () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
     );
     this.encoder = this.writer.encoder;
-    if (opts.heartbeatIntervalMs > 0) {
-      this.heartbeat = setInterval(() => this.tick(), opts.heartbeatIntervalMs);
-      this.heartbeat.unref?.();
-    }
+    this.inbound = new InboundTally(opts.inboundMaxBytes !== undefined);
+    this.heartbeat = opts.heartbeatIntervalMs > 0 ? setInterval(() => this.tick(), opts.heartbeatIntervalMs) : null;
+    this.heartbeat?.unref?.();
+    this.idleClock = startIdleClock(opts.streamIdleTimeoutMs, () => resetIdleStreams(this.streams.values(), ++this.epoch));
   }
 
   /** Open streams. */
@@ -106,7 +113,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
     if (!isValidOpenPayload(open)) return null;
     this.nextStreamId = id + 1;
     this.highestStreamId = id;
-    const stream = new Stream(id, this, this.opts.peerWindow, this.opts.localWindow, open);
+    const stream = this.newStream(id, open);
     stream.attach(local);
     this.streams.set(id, stream);
     this.streamsOpened++;
@@ -236,6 +243,11 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   // --- internals ---
 
+  protected newStream(id: number, open: OpenPayload): Stream {
+    const o = this.opts;
+    return new Stream(id, this, o.peerWindow, o.localWindow, o.openWindow ?? o.localWindow, open);
+  }
+
   /** Closes the session for `err`, with GOAWAY carrying its wire code (GOAWAY_CODE_OF, else PROTOCOL_ERROR). */
   protected protocolError(err: TunnelError): void {
     this.close(err, GOAWAY_CODE_OF[err.code] ?? WireCode.PROTOCOL_ERROR);
@@ -278,8 +290,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
     if (this.closed) return;
     this.closed = true;
     this.writer.stop();
-    if (this.heartbeat !== null) clearInterval(this.heartbeat);
-    this.heartbeat = null;
+    for (const timer of [this.heartbeat, this.idleClock]) if (timer !== null) clearInterval(timer);
     const code = error ? WireCode.CANCEL : WireCode.NO_ERROR;
     for (const s of [...this.streams.values()]) s.abort(code);
     this.streams.clear();

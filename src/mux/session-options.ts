@@ -5,11 +5,28 @@ import type { TunnelError } from "../errors.ts";
 import type { ControlMessage } from "../protocol/control.ts";
 import type { Stream } from "./stream.ts";
 
+/**
+ * The per-stream window an agent grants until the stream's target is connected (SPEC.md §2.2): what it announces
+ * as `window` in its hello. The stream grows to TUNNEL_STREAM_WINDOW_BYTES by one WINDOW right after its ACK, so
+ * bytes a target that is slow to accept makes the agent hold stay at this per stream.
+ */
+export const OPENING_WINDOW_BYTES = 64 * 1024;
+
+/** The window an agent announces in its hello for a configured TUNNEL_STREAM_WINDOW_BYTES (see OPENING_WINDOW_BYTES). */
+export function openingWindow(streamWindowBytes: number): number {
+  return Math.min(OPENING_WINDOW_BYTES, streamWindowBytes);
+}
+
 /** Session settings (negotiated windows come from the handshake). */
 export interface SessionOptions {
   role: "server" | "agent";
-  /** Per-stream window we grant the peer (bytes). */
+  /** Per-stream window we grant the peer (bytes) when a stream opens: the window of our handshake. */
   localWindow: number;
+  /**
+   * The window a stream grows to once acknowledged, by one WINDOW sent after the ACK (agent: localWindow is the
+   * opening window, see OPENING_WINDOW_BYTES). Default localWindow.
+   */
+  openWindow?: number;
   /** Per-stream window the peer granted us (bytes). */
   peerWindow: number;
   /** Largest DATA payload we accept. */
@@ -29,6 +46,14 @@ export interface SessionOptions {
   controlQueueMaxBytes?: number;
   /** Aside connections only: CONTROL frames are allowed (elsewhere they are a protocol error). */
   acceptControl?: boolean;
+  /**
+   * Agent: peer bytes held for local sockets (see InboundTally) beyond which new OPENs are refused with
+   * REFUSED_STREAM, on this connection and in the whole process. Absent: no budget.
+   */
+  inboundMaxBytesPerConnection?: number;
+  inboundMaxBytes?: number;
+  /** A stream that moved no byte either way for this long is reset with IDLE_TIMEOUT; 0 or absent: never. */
+  streamIdleTimeoutMs?: number;
 }
 
 /** Callbacks from a session to its role. */
@@ -57,6 +82,10 @@ export interface SessionSettings {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   controlQueueMaxBytes: number;
+  streamIdleTimeoutMs: number;
+  /** Agent only (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES). */
+  inboundMaxBytesPerConnection?: number;
+  inboundMaxBytes?: number;
 }
 
 /** What the peer announced in the handshake (the agent's hello, or the server's response). */
@@ -67,12 +96,17 @@ export interface PeerLimits {
 
 /**
  * The options of a session for `role` on a `kind` of connection, from this side's settings and the peer's limits:
- * the same for both roles, except that an aside (control) connection carries no streams and accepts CONTROL.
+ * the same for both roles, except that an aside (control) connection carries no streams and accepts CONTROL, and
+ * that an agent opens streams with a small window (OPENING_WINDOW_BYTES) and keeps inbound budgets.
  */
 export function sessionOptions(role: "server" | "agent", kind: "data" | "aside", s: SessionSettings, peer: PeerLimits): SessionOptions {
+  const agent = role === "agent";
   return {
     role,
-    localWindow: s.streamWindowBytes,
+    localWindow: agent ? openingWindow(s.streamWindowBytes) : s.streamWindowBytes,
+    openWindow: s.streamWindowBytes,
+    ...(agent ? { inboundMaxBytesPerConnection: s.inboundMaxBytesPerConnection, inboundMaxBytes: s.inboundMaxBytes } : {}),
+    streamIdleTimeoutMs: s.streamIdleTimeoutMs,
     peerWindow: peer.window,
     localMaxFrame: s.maxFrameBytes,
     peerMaxFrame: peer.max_frame,

@@ -10,8 +10,7 @@ import { TunnelError } from "../errors.ts";
 import { decodeControl } from "../protocol/control.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 import { releaseChunk } from "../transport/read-buffer.ts";
-import { InboundQueue } from "./inbound-queue.ts";
-import { Stream } from "./stream.ts";
+import { InboundQueue, processInbound } from "./inbound-queue.ts";
 import type { FrameSocket } from "./frame-writer.ts";
 import { SessionCore } from "./session-core.ts";
 import type { SessionEvents, SessionOptions } from "./session-options.ts";
@@ -55,14 +54,14 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
       return;
     }
     this.highestStreamId = streamId;
-    const stream = new Stream(streamId, this, this.opts.peerWindow, this.opts.localWindow, open);
     // Not refused while we drain: an OPEN the server sent before our GOAWAY reached it is served (refusing it
-    // would reset a visitor that other agents could have taken). Only the cap refuses.
-    if (this.streams.size >= this.opts.maxStreams) {
+    // would reset a visitor that other agents could have taken). Only the cap and the inbound budgets refuse.
+    if (this.streams.size >= this.opts.maxStreams || this.overInboundBudget()) {
       this.reply(FRAME_HEADER_BYTES + 4);
       this.encoder.rst(streamId, WireCode.REFUSED_STREAM);
       return;
     }
+    const stream = this.newStream(streamId, open);
     this.streams.set(streamId, stream);
     this.streamsOpened++;
     this.events.onOpen?.(stream);
@@ -141,6 +140,17 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
   }
 
   // --- internals ---
+
+  /**
+   * Agent: a new stream's opening window would take the peer bytes held (InboundTally) past the budget of this
+   * connection or of the process (SPEC.md §2.2).
+   */
+  private overInboundBudget(): boolean {
+    const w = this.opts.localWindow;
+    const perConnection = this.opts.inboundMaxBytesPerConnection ?? Infinity;
+    const perProcess = this.opts.inboundMaxBytes ?? Infinity;
+    return this.inbound.bytes + w > perConnection || processInbound.bytes + w > perProcess;
+  }
 
   /** A frame for a stream not in the table: late (already closed) frames are ignored, others are an error. */
   private unknownStream(streamId: number, what: string): void {

@@ -47,7 +47,9 @@ export abstract class StreamCore {
   private recvCredit: number;
   /** Bytes written to the local socket but not yet returned to the peer as credit. */
   private creditOwed = 0;
-  private readonly creditThreshold: number;
+  private creditThreshold: number;
+  /** The opening window, counted in the session's InboundTally until the local socket is attached (then: the queue). */
+  private reserved: number;
   /** A local chunk (or its unsent tail) waiting for credit or session room. */
   protected outPending: Uint8Array | null = null;
   /** The whole read `outPending` is part of: released once every byte of it is staged (sendData copies). */
@@ -66,20 +68,27 @@ export abstract class StreamCore {
   readonly openedAt = performance.now();
   /** Set by the owner (server: route label; agent: service) for logs and metrics. */
   label = "";
+  /** The host's idle clock (`epoch`) when a byte last moved either way (see SessionCore's idle sweep). */
+  lastActive: number;
 
   constructor(
     readonly id: number,
     protected readonly host: StreamHost<StreamCore>,
     /** What the peer granted us per stream. */
     peerWindow: number,
-    /** What we granted the peer per stream. */
+    /** What we granted the peer per stream when it opened. */
     readonly localWindow: number,
+    /** What the window grows to once the stream is acknowledged (see widenWindow). */
+    private readonly openWindow: number,
     /** The OPEN that created this stream (visitor address, service). */
     readonly open: OpenPayload,
   ) {
     this.sendCredit = peerWindow;
     this.recvCredit = localWindow;
     this.creditThreshold = Math.max(1, localWindow >>> 2);
+    this.reserved = localWindow;
+    host.inbound.charge(localWindow);
+    this.lastActive = host.epoch;
   }
 
   /** Bytes of peer data held in memory waiting for the local socket. */
@@ -92,6 +101,7 @@ export abstract class StreamCore {
   /** DATA from the peer (a view of the received chunk). A flow-control violation resets the stream. */
   handleData(payload: Uint8Array): void {
     if (this.end !== null) return;
+    this.lastActive = this.host.epoch;
     const len = payload.byteLength;
     if (this.recvHalf !== "open") return this.reset(WireCode.STREAM_CLOSED);
     if (len > this.recvCredit) return this.reset(WireCode.FLOW_CONTROL_ERROR);
@@ -142,6 +152,7 @@ export abstract class StreamCore {
       return -1;
     }
     if (n === 0) return 0;
+    this.lastActive = this.host.epoch;
     this.bytesIn += n;
     this.creditOwed += n;
     if (this.creditOwed >= this.creditThreshold) {
@@ -150,6 +161,24 @@ export abstract class StreamCore {
       this.creditOwed = 0;
     }
     return n;
+  }
+
+  /** The local socket is attached: what the peer sent meanwhile is counted as queued bytes, not as a reservation. */
+  protected countQueued(): void {
+    this.releaseReservation();
+    this.inQueue.countInto(this.host.inbound);
+  }
+
+  /**
+   * Right after the ACK: grows the window the peer may fill from the opening window to `openWindow`, by one WINDOW
+   * (SPEC.md §2.2). Credit is then returned in quarters of the larger window.
+   */
+  protected widenWindow(): void {
+    const extra = this.openWindow - this.localWindow;
+    if (extra <= 0) return;
+    this.recvCredit += extra;
+    this.creditThreshold = Math.max(1, this.openWindow >>> 2);
+    this.host.sendWindow(this.id, extra);
   }
 
   protected flushIn(): void {
@@ -176,6 +205,7 @@ export abstract class StreamCore {
   protected maybeDone(): void {
     if (this.end !== null || this.sendHalf !== "closed" || this.recvHalf !== "closed") return;
     this.dropPending();
+    this.releaseReservation();
     this.state = "closed";
     this.end = "fin";
     if (this.localState === "attached") (this.local as LocalSocket).end();
@@ -184,6 +214,7 @@ export abstract class StreamCore {
 
   protected finish(code: number, sendRst: boolean): void {
     this.dropPending();
+    this.releaseReservation();
     this.state = "closed";
     this.end = code;
     this.watcher = null;
@@ -196,5 +227,12 @@ export abstract class StreamCore {
   protected dropPending(): void {
     if (this.outPending !== null) this.host.pendingChanged(-this.outPending.byteLength);
     this.outPending = this.outChunk = null;
+  }
+
+  /** Ends the opening window's reservation (at attach, or when the stream ends without one). */
+  protected releaseReservation(): void {
+    if (this.reserved === 0) return;
+    this.host.inbound.charge(-this.reserved);
+    this.reserved = 0;
   }
 }

@@ -4,6 +4,7 @@
  * (OpeningWatcher, implemented by the server's failover). Generic in the stream type so that this file imports
  * nothing of stream.ts.
  */
+import type { InboundTally } from "./inbound-queue.ts";
 
 /** The part of a Bun socket a stream uses (structurally satisfied by `Socket`). */
 export interface LocalSocket {
@@ -17,6 +18,10 @@ export interface LocalSocket {
 
 /** What a stream `S` needs from its session (implemented by SessionCore, session-core.ts). */
 export interface StreamHost<S> {
+  /** Peer bytes the session holds for local sockets: streams count their queues and reservations here. */
+  readonly inbound: InboundTally;
+  /** The session's idle clock: a stream stores it as `lastActive` whenever a byte moves (one number store). */
+  readonly epoch: number;
   /** True while the session's staging buffer is below its high-water mark. */
   canSend(): boolean;
   /** Parks a stream until the session can send again; `pump()` is called then. */

@@ -25,6 +25,7 @@ export class Stream extends StreamCore implements SocketOwner {
   attach(local: LocalSocket): void {
     this.local = local;
     this.localState = "attached";
+    this.countQueued();
     this.updateReading();
     this.flushIn();
   }
@@ -33,6 +34,7 @@ export class Stream extends StreamCore implements SocketOwner {
 
   onData(chunk: Uint8Array): void {
     if (this.end !== null || this.sendHalf === "closed") return;
+    this.lastActive = this.host.epoch;
     this.host.pendingChanged(chunk.byteLength);
     if (this.outPending === null) this.outPending = this.outChunk = chunk;
     else {
@@ -88,6 +90,7 @@ export class Stream extends StreamCore implements SocketOwner {
       if (this.watcher !== null) this.watcher.sent(pending, n);
       this.sendCredit -= n;
       this.bytesOut += n;
+      this.lastActive = this.host.epoch;
       this.host.pendingChanged(-n);
       pending = n === pending.byteLength ? null : pending.subarray(n);
     }
@@ -157,11 +160,15 @@ export class Stream extends StreamCore implements SocketOwner {
     this.finish(code, false);
   }
 
-  /** Called by the agent once the target is connected: tells the server (ACK). */
+  /**
+   * Called by the agent once the target is connected (after attach): tells the server (ACK), then grows the window
+   * from the opening window (WINDOW, SPEC.md §2.2).
+   */
   acknowledge(): void {
     if (this.state !== "opening") return;
     this.state = "open";
     this.host.sendAck(this.id);
+    this.widenWindow();
   }
 
   /**
@@ -182,6 +189,7 @@ export class Stream extends StreamCore implements SocketOwner {
     if (unsent !== null) this.host.pendingChanged(-unsent.byteLength);
     const eof = this.sendHalf !== "open";
     this.outPending = this.outChunk = null;
+    this.releaseReservation();
     this.watcher = null;
     this.local = null;
     this.localState = "none";

@@ -34,6 +34,7 @@ export const WireCode = {
   STREAM_IDS_EXHAUSTED: 13,
   KEEPALIVE_TIMEOUT: 14,
   ENHANCE_YOUR_CALM: 15,
+  IDLE_TIMEOUT: 16,
 } as const;
 /** A known wire code number. */
 export type WireCode = (typeof WireCode)[keyof typeof WireCode];
