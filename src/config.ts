@@ -131,6 +131,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     tlsCa: x.TUNNEL_TLS_CA ?? null,
     tlsCert: x.TUNNEL_TLS_CERT ?? null,
     tlsKey: x.TUNNEL_TLS_KEY ?? null,
+    tlsMinVersion: must(x.TUNNEL_TLS_MIN_VERSION),
     streamWindowBytes: must(x.TUNNEL_STREAM_WINDOW_BYTES),
     maxFrameBytes: must(x.TUNNEL_MAX_FRAME_BYTES),
     heartbeatIntervalMs: must(x.TUNNEL_HEARTBEAT_INTERVAL_MS),
@@ -147,6 +148,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       clusters: must(x.TUNNEL_CLUSTERS),
       routes: must(x.TUNNEL_ROUTES),
       tlsClientCa: x.TUNNEL_TLS_CLIENT_CA ?? null,
+      stateDir: must(x.TUNNEL_STATE_DIR),
       handshakeTimeoutMs: must(x.TUNNEL_HANDSHAKE_TIMEOUT_MS),
       maxPendingHandshakes: must(x.TUNNEL_MAX_PENDING_HANDSHAKES),
       maxPendingHandshakesPerIp: must(x.TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP),
@@ -177,6 +179,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     connectTimeoutMs: must(x.TUNNEL_CONNECT_TIMEOUT_MS),
     gracefulCloseMaxWaitMs: must(x.TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS),
     tlsServerName: x.TUNNEL_TLS_SERVER_NAME ?? null,
+    tlsPins: x.TUNNEL_TLS_PIN ?? [],
     discoveryIntervalMs: must(x.TUNNEL_DISCOVERY_INTERVAL_MS),
     dnsServers: x.TUNNEL_DNS_SERVERS ?? [],
   };

@@ -126,3 +126,32 @@ test("server with requestCert and rejectUnauthorized false: the handshake comple
     s.end();
   }
 });
+
+test("client with rejectUnauthorized false: a certificate not naming the host gives ok=false with the check's error, the session is up", async () => {
+  // transport/tcp.ts relies on this for pinned servers (TUNNEL_TLS_PIN): such an `ok` false is not a TLS failure.
+  const cases = [
+    { serverName: "localhost", ok: true },
+    { serverName: "wrong.example", ok: false },
+  ];
+  for (const c of cases) {
+    const l = tlsListener({ handshake: false }, []);
+    let seen = null as { ok: boolean; code: string | null; version: string; peer: boolean } | null;
+    const s = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: l.port,
+      tls: { rejectUnauthorized: false, serverName: c.serverName },
+      socket: {
+        data() {},
+        handshake(sock, ok, err) {
+          const code = (err as { code?: string } | null)?.code ?? null;
+          seen = { ok, code, version: sock.getTLSVersion(), peer: sock.getPeerX509Certificate() !== undefined };
+        },
+      },
+    });
+    await until(() => seen !== null);
+    // No CA given: the chain check fails either way; only the name decides `ok`.
+    expect(seen).toEqual({ ok: c.ok, code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", version: "TLSv1.3", peer: true });
+    expect(s.readyState).toBe(1);
+    s.end();
+  }
+});

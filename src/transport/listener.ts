@@ -1,0 +1,47 @@
+/** Listening sockets (agent-facing and route listeners): Bun.listen with the shared handlers of transport/tcp.ts. */
+import type { TCPSocketListener, TLSOptions } from "bun";
+import { TunnelError } from "../errors.ts";
+import { handlersFor, handshake, type NetSocket, type SocketOwner, type SocketSlot } from "./tcp.ts";
+
+/**
+ * Hooks for a listener: `accept` returns the owner of a new socket, or null to refuse (socket is closed). With
+ * `tls`, `accept` runs at TCP accept, before the TLS handshake (so a handshake deadline covers TLS too), and the
+ * owner learns the TLS outcome from `onHandshake`; it must not write before that.
+ */
+export interface ListenOptions {
+  host: string;
+  port: number;
+  tls?: TLSOptions | undefined;
+  accept(socket: NetSocket): SocketOwner | null;
+  /** Called when a handler threw (our bug) before the socket is terminated. */
+  onHandlerError?(error: Error): void;
+}
+
+/** A bound listener. */
+export interface Listener {
+  readonly port: number;
+  readonly host: string;
+  /** Stops accepting; `closeActive` also closes the accepted sockets. */
+  stop(closeActive?: boolean): void;
+}
+
+/** Binds a listener. Throws TunnelError ERR_LISTEN if the address cannot be bound. */
+export function listen(opts: ListenOptions): Listener {
+  const plain = handlersFor(opts.accept, opts.onHandlerError);
+  const socket = opts.tls ? { ...plain, handshake } : plain;
+  const bind = (port: number, tls: TLSOptions | undefined): TCPSocketListener<SocketSlot> => {
+    try {
+      return Bun.listen<SocketSlot>({ hostname: opts.host, port, allowHalfOpen: true, ...(tls ? { tls } : {}), socket });
+    } catch (e) {
+      throw new TunnelError("ERR_LISTEN", `cannot listen on ${opts.host}:${port}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  const l = bind(opts.port, opts.tls);
+  return {
+    port: l.port,
+    host: opts.host,
+    stop(closeActive = false) {
+      l.stop(closeActive);
+    },
+  };
+}
