@@ -21,6 +21,7 @@ export interface CommonConfig {
   /** TLS between agent and server; the paths are PEM files, read later by the transport. */
   tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
   /** Oldest TLS version accepted. */ tlsMinVersion: "1.2" | "1.3";
+  /** Period of the TLS file check (ms); 0: files are read at start only. */ tlsReloadIntervalMs: number;
   streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
   maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
 }

@@ -108,6 +108,10 @@ export const SPECS = {
   TUNNEL_TLS_MIN_VERSION: spec({ modes: BOTH, syntax: "1.2|1.3", default: "1.2", fallback: "1.2",
     meaning: "Oldest TLS version accepted; handshakes below it are refused (and logged with the reason).",
     schema: enumSchema(["1.2", "1.3"]) }),
+  TUNNEL_TLS_RELOAD_INTERVAL_MS: spec({ modes: BOTH, syntax: `0..${HOUR_MS}`, default: "10000", fallback: "10000",
+    meaning: "How often the TLS files (TUNNEL_TLS_CERT, _KEY, _CA, _CLIENT_CA) are checked for changes; new " +
+      "connections use changed files once they are unchanged for one more interval; 0 turns reloading off.",
+    schema: intSchema(0, HOUR_MS) }),
   TUNNEL_STREAM_WINDOW_BYTES: spec({ modes: BOTH, syntax: "65536..16777216", ...defaulted(DEFAULT_WINDOW_BYTES),
     meaning: "Initial per-stream receive window granted to the peer.", schema: intSchema(65_536, 16_777_216) }),
   TUNNEL_MAX_FRAME_BYTES: spec({ modes: BOTH, syntax: `${MIN_MAX_FRAME_BYTES}..${MAX_MAX_FRAME_BYTES}`,

@@ -132,6 +132,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     tlsCert: x.TUNNEL_TLS_CERT ?? null,
     tlsKey: x.TUNNEL_TLS_KEY ?? null,
     tlsMinVersion: must(x.TUNNEL_TLS_MIN_VERSION),
+    tlsReloadIntervalMs: must(x.TUNNEL_TLS_RELOAD_INTERVAL_MS),
     streamWindowBytes: must(x.TUNNEL_STREAM_WINDOW_BYTES),
     maxFrameBytes: must(x.TUNNEL_MAX_FRAME_BYTES),
     heartbeatIntervalMs: must(x.TUNNEL_HEARTBEAT_INTERVAL_MS),

@@ -69,6 +69,8 @@ const ROWS: Record<string, Row> = {
     invalid: ["-----BEGIN PRIVATE KEY-----\nMIIE"], env: { TUNNEL_TLS_CERT: "/c.pem" } },
   TUNNEL_TLS_MIN_VERSION: { mode: "agent", field: (c) => c.tlsMinVersion, def: "1.2",
     valid: [["1.3", "1.3"], [" 1.2 ", "1.2"]], invalid: ["1.1", "1.0", "TLSv1.3", "3"] },
+  TUNNEL_TLS_RELOAD_INTERVAL_MS: { mode: "server", field: (c) => c.tlsReloadIntervalMs, def: 10000,
+    valid: [["0", 0], ["3600000", 3600000]], invalid: ["-1", "3600001", "1s"] },
   TUNNEL_STREAM_WINDOW_BYTES: { mode: "server", field: (c) => c.streamWindowBytes, def: 2097152,
     valid: [["65536", 65536], ["16777216", 16777216]], invalid: ["65535", "16777217", "2M", "1e6"] },
   TUNNEL_MAX_FRAME_BYTES: { mode: "agent", field: (c) => c.maxFrameBytes, def: 262144,

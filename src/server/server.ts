@@ -9,7 +9,8 @@ import { ReplayGuard } from "../auth/credential.ts";
 import { HandshakeStatus, WireCode } from "../protocol/constants.ts";
 import type { NetSocket } from "../transport/tcp.ts";
 import { listen, type Listener } from "../transport/listener.ts";
-import { serverTls, type ServerTls } from "../transport/tls.ts";
+import { serverTls, tlsFiles, type ServerTls } from "../transport/tls.ts";
+import { watchTlsFiles, type TlsReload } from "../transport/tls-reload.ts";
 import { logger } from "../log.ts";
 import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
 import { AuthPenalties, refuseEarly } from "./gate.ts";
@@ -49,6 +50,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const stats = new ServerStats();
   const admission = new Admission(config, registry, stats, randomBytes(3).toString("hex"));
   let agentListener: Listener | null = null;
+  const reload = config.tls ? reloadTls(config, () => agentListener) : null;
   let routes: Listener[];
   let tls: ServerTls | undefined;
   try {
@@ -56,6 +58,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     agentListener = listenForAgents(config, clusters, tls?.options, stats, admission);
     routes = openRoutes(config, registry, stats);
   } catch (e) {
+    reload?.stop();
     agentListener?.stop(true);
     throw e;
   }
@@ -85,6 +88,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
       return closing !== null;
     },
     close(graceful = false) {
+      reload?.stop();
       closing ??= closeServer(config, registry, listener, routes, graceful).then(() => admin?.stop());
       return closing;
     },
@@ -98,6 +102,22 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     }
   }
   return handle;
+}
+
+/**
+ * Certificate reload (transport/tls-reload.ts): changed TUNNEL_TLS_CERT, _KEY or _CLIENT_CA files go to the
+ * agent listener for new connections. Started before the files are first read (see watchTlsFiles).
+ */
+function reloadTls(config: ServerConfig, listener: () => Listener | null): TlsReload {
+  return watchTlsFiles({
+    files: tlsFiles(config),
+    intervalMs: config.tlsReloadIntervalMs,
+    load: () => serverTls(config),
+    apply(material) {
+      listener()?.setTls(material.options);
+      log.info("TLS certificate reloaded", { pin: material.pin, certificate: material.certPath });
+    },
+  });
 }
 
 /**

@@ -21,8 +21,15 @@ export interface ListenOptions {
 export interface Listener {
   readonly port: number;
   readonly host: string;
-  /** Stops accepting; `closeActive` also closes the accepted sockets. */
+  /** Stops accepting; `closeActive` also closes the accepted sockets (those accepted before a setTls too). */
   stop(closeActive?: boolean): void;
+  /**
+   * TLS listeners: new connections use `tls` from now on; accepted connections keep theirs and stay open. Bun's
+   * `reload()` ignores TLS options (oven-sh/bun#43815), so the listener is bound anew on the same address with the
+   * same handlers (the old one stops accepting first: a connection arriving in that instant may be refused, and
+   * agents retry). Throws TunnelError ERR_LISTEN if neither the new nor the old options could be bound again.
+   */
+  setTls(tls: TLSOptions): void;
 }
 
 /** Binds a listener. Throws TunnelError ERR_LISTEN if the address cannot be bound. */
@@ -36,12 +43,30 @@ export function listen(opts: ListenOptions): Listener {
       throw new TunnelError("ERR_LISTEN", `cannot listen on ${opts.host}:${port}: ${(e as Error).message}`, { cause: e });
     }
   };
-  const l = bind(opts.port, opts.tls);
+  let tls = opts.tls;
+  let l = bind(opts.port, tls);
+  const port = l.port;
+  /** Listeners replaced by setTls: stopped, but their accepted sockets live on until stop(true). */
+  const retired: TCPSocketListener<SocketSlot>[] = [];
   return {
-    port: l.port,
+    port,
     host: opts.host,
     stop(closeActive = false) {
       l.stop(closeActive);
+      if (closeActive) for (const r of retired.splice(0)) r.stop(true);
+    },
+    setTls(next) {
+      if (tls === undefined) throw new TunnelError("ERR_INTERNAL", "setTls on a plaintext listener");
+      l.stop(false);
+      retired.push(l);
+      try {
+        l = bind(port, next);
+        tls = next;
+      } catch (e) {
+        l = bind(port, tls); // the old options again; if even this fails, ERR_LISTEN reaches the caller
+        throw e;
+      }
     },
   };
 }
+
