@@ -4,7 +4,8 @@
  * once it has been unchanged for one more interval (a renewal that writes the certificate and the key one after
  * the other is not read half-done), then handed to `apply` for new connections. A set that does not load is
  * logged at error with the variable's name and the material in use is kept; the next change tries again.
- * Cost: one stat per file per interval, nothing else until a file changes.
+ * Cost: one stat per file per interval, nothing else until a file changes. (On a file system with coarse
+ * timestamps, an in-place rewrite of the same size within the same tick is not seen; a rename always is.)
  */
 import { statSync } from "node:fs";
 import { stat } from "node:fs/promises";
