@@ -5,7 +5,7 @@
  * no openssl command is needed.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TunnelError } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -42,14 +42,17 @@ export async function loadOrCreateIdentity(stateDir: string): Promise<Identity> 
   if (existsSync(certPath) && !existsSync(keyPath)) {
     throw new TunnelError("ERR_TLS_CONFIG", `${VAR}: ${certPath} exists but ${keyPath} does not; restore the key, or remove both for a new identity (a new pin)`);
   }
-  if (!existsSync(keyPath)) return writing(stateDir, () => createIdentity(stateDir, certPath, keyPath));
+  if (!existsSync(keyPath)) {
+    const made = writing(stateDir, () => createIdentity(stateDir, certPath, keyPath));
+    if (made !== null) return made;
+  }
   const key = (await readPem(VAR, keyPath)) ?? "";
   if ((statSync(keyPath).mode & 0o077) !== 0) log.warn("the TLS key file is readable by other users: chmod 600 it", { keyPath });
   if (!existsSync(certPath)) {
     // Left by a start that stopped between the two writes: the key (and so the pin) is kept.
     const privateKey = parseKey(keyPath, key);
     const der = certificateFor(privateKey, createPublicKey(privateKey));
-    writing(stateDir, () => writeAtomically(certPath, certificatePem(der), 0o644));
+    writing(stateDir, () => writeAtomically(certPath, certificatePem(der), 0o644, true));
     log.info("made a new certificate for the existing TLS key (the pin is unchanged)", { certPath });
   }
   const cert = (await readPem(VAR, certPath)) ?? "";
@@ -83,7 +86,8 @@ function certificateFor(privateKey: KeyObject, publicKey: KeyObject): Buffer {
   });
 }
 
-function createIdentity(stateDir: string, certPath: string, keyPath: string): Identity {
+/** Makes and writes a new identity; null if another process wrote its key first (then that identity is used). */
+function createIdentity(stateDir: string, certPath: string, keyPath: string): Identity | null {
   if (!existsSync(stateDir)) {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     chmodSync(stateDir, 0o700); // mkdir's mode is filtered by the umask
@@ -91,16 +95,31 @@ function createIdentity(stateDir: string, certPath: string, keyPath: string): Id
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const key = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
   const cert = certificatePem(certificateFor(privateKey, publicKey));
-  // Each file is written whole under a temporary name, then renamed; the key first, so an interrupted start
-  // leaves at most a key, from which the next start remakes the certificate.
-  writeAtomically(keyPath, key, 0o600);
-  writeAtomically(certPath, cert, 0o644);
+  // Each file is written whole under a temporary name first. The key goes in first and never replaces one (a
+  // hard link fails if the name exists): of two servers starting on one directory, one key wins, and a
+  // certificate made by either is for that key, so the pin is one. An interrupted start leaves at most a key,
+  // from which the next start remakes the certificate.
+  if (!writeAtomically(keyPath, key, 0o600, false)) return null;
+  writeAtomically(certPath, cert, 0o644, true);
   return { cert, key, certPath, keyPath, created: true };
 }
 
-function writeAtomically(path: string, text: string, mode: number): void {
+/** Writes `path` whole via a temporary file; without `replace`, returns false (writing nothing) if it exists. */
+function writeAtomically(path: string, text: string, mode: number, replace: boolean): boolean {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, text, { mode, flag: "w" });
   chmodSync(tmp, mode);
-  renameSync(tmp, path);
+  if (replace) {
+    renameSync(tmp, path);
+    return true;
+  }
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === "EEXIST") return false;
+    throw e;
+  } finally {
+    unlinkSync(tmp);
+  }
 }

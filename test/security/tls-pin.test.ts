@@ -109,6 +109,22 @@ describe("the server's self-signed identity", () => {
     expect(loggedPin()).toBe(pin);
   });
 
+  test("servers starting at once on one fresh directory end up with one identity (one pin)", async () => {
+    const state = stateDir();
+    const src = join(import.meta.dir, "../../src/transport");
+    const script = `import { X509Certificate } from "node:crypto";
+      import { loadOrCreateIdentity } from "${src}/identity.ts";
+      import { certificatePin } from "${src}/pem.ts";
+      const id = await loadOrCreateIdentity(${JSON.stringify(state)});
+      console.log(certificatePin(new X509Certificate(id.cert)));`;
+    const procs = [1, 2, 3, 4].map(() => Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" }));
+    const pins = await Promise.all(procs.map(async (p) => (await new Response(p.stdout).text()).trim()));
+    expect(await Promise.all(procs.map((p) => p.exited))).toEqual([0, 0, 0, 0]);
+    expect(new Set(pins).size).toBe(1);
+    const onDisk = certificatePin(new X509Certificate(readFileSync(join(state, "server-cert.pem"))));
+    expect(pins[0]).toBe(onDisk);
+  });
+
   test("a certificate without its key stops the start with ERR_TLS_CONFIG naming TUNNEL_STATE_DIR", async () => {
     const state = stateDir();
     await pinnedServer({ TUNNEL_STATE_DIR: state });
