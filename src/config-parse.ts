@@ -234,3 +234,40 @@ export function parseDiscovery(raw: string): Parsed<ServerDiscovery> {
   }
   return { ok: false, errors: ["expected dns:name:port or file:path"] };
 }
+
+/** Bytes in a SHA-256 digest: the length of every TUNNEL_TLS_PIN. */
+const PIN_BYTES = 32;
+
+/**
+ * One pin: `sha256:` then the 32-byte digest as hex (64 digits, `:` between bytes allowed, any case) or base64
+ * (standard or URL-safe, padding optional, canonical: no stray bits in the last character). Returns the canonical
+ * form `sha256:<standard base64>`, or null.
+ */
+export function canonicalPin(entry: string): string | null {
+  const m = /^sha256:(.+)$/i.exec(entry.trim());
+  const value = m?.[1]?.trim() ?? "";
+  let digest: Buffer | null = null;
+  const hex = value.replaceAll(":", "");
+  if (/^[0-9a-f]{64}$/i.test(hex)) digest = Buffer.from(hex, "hex");
+  else if (/^[A-Za-z0-9+/_-]{43}={0,1}$/.test(value)) {
+    const b64 = value.replaceAll("-", "+").replaceAll("_", "/").replace(/=$/, "");
+    digest = Buffer.from(b64, "base64");
+    // Unused low bits in the last character: not what any tool prints, so most likely a typo.
+    if (digest.toString("base64").replace(/=$/, "") !== b64) digest = null;
+  }
+  return digest?.length === PIN_BYTES ? `sha256:${digest.toString("base64")}` : null;
+}
+
+/** TUNNEL_TLS_PIN: pins (see {@link canonicalPin}), comma-separated, at least one; duplicates are dropped. */
+export function parsePins(raw: string): Parsed<string[]> {
+  const errors: string[] = [];
+  const pins: string[] = [];
+  entries(raw).forEach((entry, i) => {
+    const pin = canonicalPin(entry);
+    if (pin === null) errors.push(`entry ${i + 1} ("${entry.slice(0, 80)}"): expected sha256:<base64 or hex of 32 bytes>`);
+    else if (!pins.includes(pin)) pins.push(pin);
+  });
+  if (errors.length > 0) return { ok: false, errors };
+  if (pins.length === 0) return { ok: false, errors: ["expected at least one sha256:<base64 or hex> pin"] };
+  return ok(pins);
+}

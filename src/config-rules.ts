@@ -31,8 +31,9 @@ const COMMON_RULES: readonly CrossRule[] = [
 const SERVER_RULES: readonly CrossRule[] = [
   {
     vars: ["TUNNEL_TLS", "TUNNEL_TLS_CERT", "TUNNEL_TLS_KEY"],
-    ok: (x) => !x.TUNNEL_TLS || (x.TUNNEL_TLS_CERT !== undefined && x.TUNNEL_TLS_KEY !== undefined),
-    message: () => "TLS is on: set TUNNEL_TLS_CERT and TUNNEL_TLS_KEY, or TUNNEL_TLS=off on both sides",
+    ok: (x) => !x.TUNNEL_TLS || (x.TUNNEL_TLS_CERT === undefined) === (x.TUNNEL_TLS_KEY === undefined),
+    message: () =>
+      "TUNNEL_TLS_CERT and TUNNEL_TLS_KEY go together: set both, or neither for a self-signed identity in TUNNEL_STATE_DIR",
   },
   {
     vars: ["TUNNEL_CLUSTERS", "TUNNEL_TLS", "TUNNEL_TLS_CLIENT_CA"],
@@ -89,6 +90,11 @@ const AGENT_RULES: readonly CrossRule[] = [
     ok: (x) => (x.TUNNEL_TLS_CERT === undefined) === (x.TUNNEL_TLS_KEY === undefined),
     message: () => "TUNNEL_TLS_CERT and TUNNEL_TLS_KEY go together: set both or neither",
   },
+  {
+    vars: ["TUNNEL_TLS_PIN", "TUNNEL_TLS_CA"],
+    ok: (x) => x.TUNNEL_TLS_PIN === undefined || x.TUNNEL_TLS_CA === undefined,
+    message: () => "TUNNEL_TLS_PIN and TUNNEL_TLS_CA: set one (a pin replaces CA verification)",
+  },
 ];
 
 function mtlsClusters(x: Values): string[] {
@@ -128,10 +134,13 @@ function isLoopback(a: HostPort): boolean {
 export function configWarnings(c: Config): string[] {
   const warnings: string[] = [];
   const tlsFiles: VarName[] = ["TUNNEL_TLS_CA", "TUNNEL_TLS_CERT", "TUNNEL_TLS_KEY"];
-  const files = [c.tlsCa, c.tlsCert, c.tlsKey];
+  const files: unknown[] = [c.tlsCa, c.tlsCert, c.tlsKey];
   if (c.mode === "server") {
     tlsFiles.push("TUNNEL_TLS_CLIENT_CA");
     files.push(c.tlsClientCa);
+  } else {
+    tlsFiles.push("TUNNEL_TLS_PIN");
+    files.push(c.tlsPins.length > 0 ? c.tlsPins : null);
   }
   const ignored = tlsFiles.filter((_, i) => files[i] !== null);
   if (!c.tls && ignored.length > 0) warnings.push(`TUNNEL_TLS=off: ${ignored.join(", ")} ignored`);

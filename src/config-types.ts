@@ -20,6 +20,8 @@ export interface CommonConfig {
   adminListen: HostPort | null; adminToken: string | null;
   /** TLS between agent and server; the paths are PEM files, read later by the transport. */
   tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
+  /** Oldest TLS version accepted. */ tlsMinVersion: "1.2" | "1.3";
+  /** Period of the TLS file check (ms); 0: files are read at start only. */ tlsReloadIntervalMs: number;
   streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
   maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
   /** TUNNEL_STREAM_IDLE_TIMEOUT_MS; 0 = off. */
@@ -32,6 +34,7 @@ export interface RouteConfig { listen: HostPort; cluster: string; service: strin
 /** Server role settings. */
 export interface ServerConfig extends CommonConfig {
   mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
+  /** TUNNEL_STATE_DIR: where the self-signed TLS identity lives. */ stateDir: string;
   handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
   /** Per-source penalties for failed authentication (server/gate.ts AuthPenalties). */
   authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
@@ -48,6 +51,7 @@ export interface AgentConfig extends CommonConfig {
   weight: number; hostname: string; /** TUNNEL_HOSTNAME was set (else mtls takes the certificate's CN). */ hostnameSet: boolean;
   connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
   connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
+  /** TUNNEL_TLS_PIN, canonical `sha256:<base64>` (SPEC.md §6); empty: verify with a CA. */ tlsPins: string[];
   discoveryIntervalMs: number; dnsServers: string[];
   /** Inbound budgets (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES). */
   inboundMaxBytesPerConnection: number; inboundMaxBytes: number;

@@ -67,6 +67,10 @@ const ROWS: Record<string, Row> = {
     invalid: ["-----BEGIN CERTIFICATE-----"], env: { TUNNEL_TLS_KEY: "/k.pem" } },
   TUNNEL_TLS_KEY: { mode: "server", field: (c) => c.tlsKey, def: null, valid: [["/k.pem", "/k.pem"]],
     invalid: ["-----BEGIN PRIVATE KEY-----\nMIIE"], env: { TUNNEL_TLS_CERT: "/c.pem" } },
+  TUNNEL_TLS_MIN_VERSION: { mode: "agent", field: (c) => c.tlsMinVersion, def: "1.2",
+    valid: [["1.3", "1.3"], [" 1.2 ", "1.2"]], invalid: ["1.1", "1.0", "TLSv1.3", "3"] },
+  TUNNEL_TLS_RELOAD_INTERVAL_MS: { mode: "server", field: (c) => c.tlsReloadIntervalMs, def: 10000,
+    valid: [["0", 0], ["3600000", 3600000]], invalid: ["-1", "3600001", "1s"] },
   TUNNEL_STREAM_WINDOW_BYTES: { mode: "server", field: (c) => c.streamWindowBytes, def: 2097152,
     valid: [["65536", 65536], ["16777216", 16777216]], invalid: ["65535", "16777217", "2M", "1e6"] },
   TUNNEL_MAX_FRAME_BYTES: { mode: "agent", field: (c) => c.maxFrameBytes, def: 262144,
@@ -105,6 +109,8 @@ const ROWS: Record<string, Row> = {
       "127.0.0.1:99999=edge/web", "127.0.0.1:80=edge/b@d"] },
   TUNNEL_TLS_CLIENT_CA: { mode: "server", field: (c) => s(c).tlsClientCa, def: null,
     valid: [["/ca.pem", "/ca.pem"]], invalid: ["-----BEGIN CERTIFICATE-----"] },
+  TUNNEL_STATE_DIR: { mode: "server", field: (c) => s(c).stateDir, def: "./backchannel-state",
+    valid: [[" /var/lib/backchannel ", "/var/lib/backchannel"]], invalid: ["-----BEGIN PRIVATE KEY-----"] },
   TUNNEL_HANDSHAKE_TIMEOUT_MS: { mode: "server", field: (c) => s(c).handshakeTimeoutMs, def: 5000,
     valid: [["1", 1]], invalid: ["0", "600001"] },
   TUNNEL_MAX_PENDING_HANDSHAKES: { mode: "server", field: (c) => s(c).maxPendingHandshakes, def: 1024,
@@ -167,6 +173,10 @@ const ROWS: Record<string, Row> = {
     valid: [["100", 100]], invalid: ["0"] },
   TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS: { mode: "agent", field: (c) => a(c).gracefulCloseMaxWaitMs, def: 15000,
     valid: [["0", 0]], invalid: ["-1"] },
+  TUNNEL_TLS_PIN: { mode: "agent", field: (c) => a(c).tlsPins, def: [],
+    valid: [[`sha256:${"ab".repeat(32)}`, [`sha256:${Buffer.from("ab".repeat(32), "hex").toString("base64")}`]],
+      [`sha256:${"A".repeat(43)}=, sha256:${"B".repeat(42)}A`, [`sha256:${"A".repeat(43)}=`, `sha256:${"B".repeat(42)}A=`]]],
+    invalid: ["abc", `sha1:${"ab".repeat(20)}`, `sha256:${"ab".repeat(31)}`, `sha256:${"B".repeat(43)}`, ","] },
   TUNNEL_TLS_SERVER_NAME: { mode: "agent", field: (c) => a(c).tlsServerName, def: null,
     valid: [["tunnel.example.com", "tunnel.example.com"]], invalid: ["bad name"] },
 };
@@ -250,11 +260,17 @@ describe("messages", () => {
 });
 
 describe("cross-variable rules", () => {
-  test("server with TLS on needs cert and key", () => {
-    const msg = "TLS is on: set TUNNEL_TLS_CERT and TUNNEL_TLS_KEY, or TUNNEL_TLS=off on both sides";
-    expect(errors("server", { TUNNEL_TLS: undefined })).toEqual([msg]);
+  test("server certificate and key go together; neither means the self-signed identity", () => {
+    const msg = "TUNNEL_TLS_CERT and TUNNEL_TLS_KEY go together: set both, or neither for a self-signed identity in TUNNEL_STATE_DIR";
+    expect(ok("server", { TUNNEL_TLS: undefined }).tls).toBe(true);
     expect(errors("server", { TUNNEL_TLS: "on", TUNNEL_TLS_CERT: "/c.pem" })).toEqual([msg]);
+    expect(errors("server", { TUNNEL_TLS: "on", TUNNEL_TLS_KEY: "/k.pem" })).toEqual([msg]);
     expect(ok("server", { TUNNEL_TLS: "on", TUNNEL_TLS_CERT: "/c.pem", TUNNEL_TLS_KEY: "/k.pem" }).tls).toBe(true);
+  });
+  test("an agent takes TUNNEL_TLS_PIN or TUNNEL_TLS_CA, not both", () => {
+    const pin = `sha256:${"A".repeat(43)}=`;
+    expect(errors("agent", { TUNNEL_TLS_PIN: pin, TUNNEL_TLS_CA: "/ca.pem" })).toEqual([
+      "TUNNEL_TLS_PIN and TUNNEL_TLS_CA: set one (a pin replaces CA verification)"]);
   });
   test("an mtls cluster needs TLS on and TUNNEL_TLS_CLIENT_CA", () => {
     expect(errors("server", { TUNNEL_CLUSTERS: "m=mtls" })[0]).toContain("TUNNEL_TLS_CLIENT_CA");
@@ -298,6 +314,7 @@ describe("warnings", () => {
   });
   test("legal but suspicious settings", () => {
     expect(warnings("server", { TUNNEL_TLS_CERT: "/c" })).toEqual(["TUNNEL_TLS=off: TUNNEL_TLS_CERT ignored"]);
+    expect(warnings("agent", { TUNNEL_TLS: "off", TUNNEL_TLS_PIN: `sha256:${"A".repeat(43)}=` })).toEqual(["TUNNEL_TLS=off: TUNNEL_TLS_PIN ignored"]);
     expect(warnings("agent", { TUNNEL_ADMIN_TOKEN: SECRET })[0]).toContain("TUNNEL_ADMIN_LISTEN is not");
     expect(warnings("agent", { TUNNEL_ADMIN_LISTEN: "0.0.0.0:9090" })[0]).toContain("not a loopback address");
     expect(warnings("agent", { TUNNEL_ADMIN_LISTEN: "9090" })).toEqual([]);

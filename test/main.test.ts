@@ -85,6 +85,7 @@ describe("bad configuration exits 2 with a message naming the variable", () => {
   test.each([
     ["TUNNEL_CONNECTIONS=abc", ["--mode=agent"], { ...AGENT, TUNNEL_CONNECTIONS: "abc" }, "TUNNEL_CONNECTIONS"],
     ["TUNNEL_ROUTES=garbage", ["--mode=server"], { ...SERVER, TUNNEL_ROUTES: "garbage" }, "TUNNEL_ROUTES"],
+    ["TUNNEL_TLS_PIN=garbage", ["--mode=agent"], { ...AGENT, TUNNEL_TLS_PIN: "sha256:garbage" }, "TUNNEL_TLS_PIN: entry 1"],
     ["server without TUNNEL_CLUSTERS", ["--mode=server"], { TUNNEL_TLS: "off" }, "TUNNEL_CLUSTERS"],
     ["agent without TUNNEL_CLUSTER", ["--mode", "agent"], { ...AGENT, TUNNEL_CLUSTER: "" }, "TUNNEL_CLUSTER:"],
     ["no mode at all", [], {}, "TUNNEL_MODE"],

@@ -110,14 +110,18 @@ export function portOf(hostPort: string): number {
   return Number(hostPort.slice(hostPort.lastIndexOf(":") + 1));
 }
 
-/** Starts a server process and returns it with its bound agent port and route ports (in TUNNEL_ROUTES order). */
+/**
+ * Starts a server process and returns it with its bound agent port, route ports (in TUNNEL_ROUTES order) and, with
+ * TLS on, the pin of its certificate (what agents give as TUNNEL_TLS_PIN).
+ */
 export async function startServerProcess(
   cmd: string[],
   env: Record<string, string>,
   opts: SpawnOptions = {},
-): Promise<{ role: RoleProcess; agentPort: number; routePorts: number[] }> {
+): Promise<{ role: RoleProcess; agentPort: number; routePorts: number[]; tlsPin: string | null }> {
   const role = spawnRole(cmd, env, opts);
   const line = await role.waitForLog((l) => l.msg === "server listening");
   const routes = (line.routes as string[]).map((r) => portOf(r.slice(0, r.indexOf("="))));
-  return { role, agentPort: portOf(line.agents as string), routePorts: routes };
+  const tlsPin = typeof line.tlsPin === "string" ? line.tlsPin : null;
+  return { role, agentPort: portOf(line.agents as string), routePorts: routes, tlsPin };
 }

@@ -8,7 +8,9 @@ import { isIP } from "node:net";
 import { randomUUID } from "node:crypto";
 import type { AgentConfig, HostPort } from "../config.ts";
 import type { TLSOptions } from "bun";
-import { agentTls, certificateCommonName } from "../transport/tls.ts";
+import { agentTls, certificateCommonName, tlsFiles } from "../transport/tls.ts";
+import { watchTlsFiles, type TlsReload } from "../transport/tls-reload.ts";
+import type { DialTls } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
 import type { ConnectionSlot, SlotContext } from "./connection.ts";
 import { startDiscovery, type Discovery } from "./discovery.ts";
@@ -64,18 +66,11 @@ export interface AgentOptions {
 
 /** Starts the agent role. */
 export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): Promise<AgentHandle> {
-  const tls = config.tls ? await agentTls(config) : undefined;
-  config = withCertificateName(config, tls);
+  const tls = config.tls ? await currentTls(config) : null;
+  config = withCertificateName(config, tls?.get());
   const services = new Services(config);
   const stats = new AgentStats();
-  const ctx: SlotContext = {
-    config,
-    services,
-    stats,
-    instance: randomUUID(),
-    tls,
-    random: opts.random ?? Math.random,
-  };
+  const ctx = slotContext({ config, services, stats, instance: randomUUID(), random: opts.random ?? Math.random }, () => tls?.get());
   const peers = new Map<string, Peer>();
   const staticKeys = new Set<string>();
   let closing: Promise<void> | null = null;
@@ -84,8 +79,8 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     const key = `${hp.host}:${hp.port}`;
     if (peers.has(key) || closing) return;
     // TLS checks the server's name, not the address it resolved to (unless TUNNEL_TLS_SERVER_NAME is set).
-    const named = tlsName !== undefined && ctx.tls !== undefined && config.tlsServerName === null;
-    const peer = new Peer(named ? { ...ctx, tls: { ...ctx.tls, serverName: tlsName } } : ctx, hp.host, hp.port);
+    const named = tlsName !== undefined && tls !== null && config.tlsServerName === null;
+    const peer = new Peer(named ? slotContext(ctx, () => ({ ...tls?.get(), serverName: tlsName })) : ctx, hp.host, hp.port);
     peers.set(key, peer);
     peer.start();
   };
@@ -123,6 +118,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     ready: (timeoutMs = 10_000) => allReady(peers, timeoutMs),
     close(graceful = false) {
       closing ??= (async () => {
+        tls?.stop();
         discovery?.stop();
         await Promise.all([...peers.values()].map((p) => p.stop(graceful, config.gracefulCloseMaxWaitMs)));
         await admin?.stop();
@@ -183,6 +179,41 @@ async function allReady(peers: ReadonlyMap<string, Peer>, timeoutMs: number): Pr
     if (performance.now() > deadline) throw new Error("agent not connected to every server in time");
     await Bun.sleep(5);
   }
+}
+
+/**
+ * A slot context whose `tls` is `tls()` at every read: each dial reads it, so a dial after a certificate reload
+ * uses the new material.
+ */
+function slotContext(base: Omit<SlotContext, "tls">, tls: () => DialTls | undefined): SlotContext {
+  // Every other field of `base` is copied (whatever SlotContext holds), then `tls` becomes a getter.
+  return Object.defineProperty({ ...base }, "tls", { get: tls, enumerable: true }) as SlotContext;
+}
+
+/**
+ * The agent's TLS options, kept current by certificate reload (transport/tls-reload.ts): changed TUNNEL_TLS_CA,
+ * _CERT or _KEY files are used from the next dial on. Throws TunnelError ERR_TLS_CONFIG if the files are unusable at
+ * start.
+ */
+async function currentTls(config: AgentConfig): Promise<{ get(): DialTls; stop(): void }> {
+  const box: { current?: DialTls } = {};
+  const reload: TlsReload = watchTlsFiles({
+    files: tlsFiles(config),
+    intervalMs: config.tlsReloadIntervalMs,
+    load: () => agentTls(config),
+    apply(material) {
+      box.current = material;
+    },
+  });
+  let first: DialTls;
+  try {
+    first = await agentTls(config);
+  } catch (e) {
+    reload.stop();
+    throw e;
+  }
+  box.current ??= first;
+  return { get: () => box.current ?? first, stop: () => reload.stop() };
 }
 
 /**

@@ -4,7 +4,8 @@
  */
 import { isIPv4 } from "node:net";
 import type { ServerConfig } from "../config.ts";
-import { IGNORING_OWNER, listen, type Listener, type NetSocket } from "../transport/tcp.ts";
+import { IGNORING_OWNER, type NetSocket } from "../transport/tcp.ts";
+import { listen, type Listener } from "../transport/listener.ts";
 import { logger } from "../log.ts";
 import { logCode } from "../errors.ts";
 import type { Stream } from "../mux/stream.ts";

@@ -7,8 +7,10 @@ import type { TLSOptions } from "bun";
 import type { ServerConfig, ClusterConfig } from "../config.ts";
 import { ReplayGuard } from "../auth/credential.ts";
 import { HandshakeStatus, WireCode } from "../protocol/constants.ts";
-import { listen, type Listener, type NetSocket } from "../transport/tcp.ts";
-import { serverTls } from "../transport/tls.ts";
+import type { NetSocket } from "../transport/tcp.ts";
+import { listen, type Listener } from "../transport/listener.ts";
+import { serverTls, tlsFiles, type ServerTls } from "../transport/tls.ts";
+import { watchTlsFiles, type TlsReload } from "../transport/tls-reload.ts";
 import { logger } from "../log.ts";
 import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
 import { AuthPenalties, refuseEarly } from "./gate.ts";
@@ -46,26 +48,36 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const clusters = new Map<string, ClusterConfig>(config.clusters.map((c) => [c.name, c]));
   const registry = new Registry(clusters.keys());
   const stats = new ServerStats();
-  const tls = config.tls ? await serverTls(config) : undefined;
   const admission = new Admission(config, registry, stats, randomBytes(3).toString("hex"));
-  const agentListener = listenForAgents(config, clusters, tls, stats, admission);
+  let agentListener: Listener | null = null;
+  const reload = config.tls ? reloadTls(config, () => agentListener) : null;
   let routes: Listener[];
+  let tls: ServerTls | undefined;
   try {
+    tls = config.tls ? await serverTls(config) : undefined;
+    agentListener = listenForAgents(config, clusters, tls?.options, stats, admission);
     routes = openRoutes(config, registry, stats);
   } catch (e) {
-    agentListener.stop(true);
+    reload?.stop();
+    agentListener?.stop(true);
     throw e;
+  }
+  if (tls !== undefined) {
+    const what = tls.created ? "made a self-signed TLS identity: agents trust it with TUNNEL_TLS_PIN" : "TLS certificate";
+    log.info(what, { pin: tls.pin, certificate: tls.certPath });
   }
   log.info("server listening", {
     agents: `${config.listen.host}:${agentListener.port}`,
     routes: config.routes.map((r, i) => `${r.listen.host}:${routes[i]?.port}=${r.cluster}/${r.service}`),
     tls: config.tls,
+    ...(tls !== undefined ? { tlsPin: tls.pin } : {}),
   });
 
   let closing: Promise<void> | null = null;
   let admin: { readonly port: number; stop(): Promise<void> } | null = null;
+  const listener = agentListener;
   const handle: ServerHandle = {
-    agentPort: agentListener.port,
+    agentPort: listener.port,
     routePorts: routes.map((r) => r.port),
     registry,
     stats,
@@ -76,7 +88,8 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
       return closing !== null;
     },
     close(graceful = false) {
-      closing ??= closeServer(config, registry, agentListener, routes, graceful).then(() => admin?.stop());
+      reload?.stop();
+      closing ??= closeServer(config, registry, listener, routes, graceful).then(() => admin?.stop());
       return closing;
     },
   };
@@ -89,6 +102,22 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     }
   }
   return handle;
+}
+
+/**
+ * Certificate reload (transport/tls-reload.ts): changed TUNNEL_TLS_CERT, _KEY or _CLIENT_CA files go to the
+ * agent listener for new connections. Started before the files are first read (see watchTlsFiles).
+ */
+function reloadTls(config: ServerConfig, listener: () => Listener | null): TlsReload {
+  return watchTlsFiles({
+    files: tlsFiles(config),
+    intervalMs: config.tlsReloadIntervalMs,
+    load: () => serverTls(config),
+    apply(material) {
+      listener()?.setTls(material.options);
+      log.info("TLS certificate reloaded", { pin: material.pin, certificate: material.certPath });
+    },
+  });
 }
 
 /**

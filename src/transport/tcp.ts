@@ -1,9 +1,9 @@
 /**
- * The only code that touches Bun.listen / Bun.connect. Each socket carries a mutable `owner` that receives its
- * events; handlers are shared per listener (no closure per socket). Owners are swapped as a connection moves
- * from handshake to session. Sockets are half-open capable everywhere (bun-platform.md §1.5).
+ * Sockets and dialling: with transport/listener.ts, the only code that touches Bun.listen / Bun.connect. Each
+ * socket carries a mutable `owner` that receives its events; handlers are shared per listener (no closure per
+ * socket). Owners are swapped as a connection moves from handshake to session. Sockets are half-open capable everywhere (bun-platform.md §1.5).
  */
-import type { Socket, TCPSocketListener, TLSOptions } from "bun";
+import type { Socket, TLSOptions } from "bun";
 import { TunnelError } from "../errors.ts";
 
 /** Receives the events of one socket. Methods must not throw (a throw is treated as a bug: the socket is killed). */
@@ -39,36 +39,15 @@ export interface SocketSlot {
 /** A Bun TCP or TLS socket as used across Backchannel. */
 export type NetSocket = Socket<SocketSlot>;
 
-/**
- * Hooks for a listener: `accept` returns the owner of a new socket, or null to refuse (socket is closed). With
- * `tls`, `accept` runs at TCP accept, before the TLS handshake (so a handshake deadline covers TLS too), and the
- * owner learns the TLS outcome from `onHandshake`; it must not write before that.
- */
-export interface ListenOptions {
-  host: string;
-  port: number;
-  tls?: TLSOptions | undefined;
-  accept(socket: NetSocket): SocketOwner | null;
-  /** Called when a handler threw (our bug) before the socket is terminated. */
-  onHandlerError?(error: Error): void;
-}
-
-/** A bound listener. */
-export interface Listener {
-  readonly port: number;
-  readonly host: string;
-  /** Stops accepting; `closeActive` also closes the accepted sockets. */
-  stop(closeActive?: boolean): void;
-}
-
 /** TLS only. Having this handler makes Bun fire `open` at TCP accept/connect instead of after the handshake. */
-function handshake(s: NetSocket, ok: boolean, error: Error | null): void {
+export function handshake(s: NetSocket, ok: boolean, error: Error | null): void {
   const connecting = s.data?.connecting;
   if (connecting) connecting.handshake(s, ok, error ?? null);
   else s.data?.owner?.onHandshake?.(ok, error ?? null);
 }
 
-function handlersFor(
+/** The socket handlers of a listener (`accept` set) or of client sockets (null), shared by all their sockets. */
+export function handlersFor(
   accept: ((s: NetSocket) => SocketOwner | null) | null,
   onHandlerError?: (error: Error) => void,
 ) {
@@ -125,39 +104,27 @@ function handlersFor(
   };
 }
 
-/** Binds a listener. Throws TunnelError ERR_LISTEN if the address cannot be bound. */
-export function listen(opts: ListenOptions): Listener {
-  let l: TCPSocketListener<SocketSlot>;
-  try {
-    l = Bun.listen<SocketSlot>({
-      hostname: opts.host,
-      port: opts.port,
-      allowHalfOpen: true,
-      ...(opts.tls ? { tls: opts.tls } : {}),
-      socket: opts.tls ? { ...handlersFor(opts.accept, opts.onHandlerError), handshake } : handlersFor(opts.accept, opts.onHandlerError),
-    });
-  } catch (e) {
-    throw new TunnelError("ERR_LISTEN", `cannot listen on ${opts.host}:${opts.port}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  return {
-    port: l.port,
-    host: opts.host,
-    stop(closeActive = false) {
-      l.stop(closeActive);
-    },
-  };
-}
-
 const clientHandlers = handlersFor(null);
 const tlsClientHandlers = { ...clientHandlers, handshake };
+
+/** A check of the server's certificate: null accepts the server, a string is the reason it is refused. */
+export type ServerVerifier = (socket: NetSocket) => string | null;
+
+/**
+ * TLS options for {@link connect}: Bun's, plus `verifyServer`. Without it the server must pass Bun's verification
+ * (`socket.authorized`: chains to `ca` or the system roots and names `serverName`). With it, only `verifyServer`
+ * decides (for a pinned certificate: SPEC.md §6); set `rejectUnauthorized: false` then, so the handshake completes
+ * for a certificate no CA vouches for.
+ */
+export interface DialTls extends TLSOptions {
+  verifyServer?: ServerVerifier;
+}
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
   host: string;
   port: number;
-  tls?: TLSOptions | undefined;
+  tls?: DialTls | undefined;
   /** Gives up after this many ms (ERR_CONNECT_TIMEOUT). */
   timeoutMs: number;
   owner: SocketOwner;
@@ -165,20 +132,22 @@ export interface ConnectOptions {
 
 /**
  * Dials host:port (TCP or TLS). Resolves with the open socket, owned by `owner` from then on; with TLS only once
- * the handshake succeeded and the server certificate verified (`socket.authorized`), so the caller may write.
+ * the handshake succeeded and the server was accepted (`socket.authorized`, or `tls.verifyServer`), so the caller
+ * may write.
  * Rejects with TunnelError ERR_CONNECT_REFUSED (refused, unreachable, closed during the TLS handshake), ERR_TLS
  * (the TLS handshake failed: the message has the reason, e.g. `CERT_HAS_EXPIRED`) or ERR_CONNECT_TIMEOUT
  * (which covers the TLS handshake). The owner receives no events unless the promise resolved.
  */
 export function connect(opts: ConnectOptions): Promise<NetSocket> {
   return new Promise<NetSocket>((resolve, reject) => {
-    const dial = new Dial(opts, resolve, reject);
+    const { verifyServer, ...tls } = opts.tls ?? {};
+    const dial = new Dial(opts, resolve, reject, verifyServer ?? null);
     Bun.connect<SocketSlot>({
       hostname: opts.host,
       port: opts.port,
       allowHalfOpen: true,
       data: dial.slot,
-      ...(opts.tls ? { tls: opts.tls } : {}),
+      ...(opts.tls ? { tls } : {}),
       socket: opts.tls ? tlsClientHandlers : clientHandlers,
     }).then(
       (s) => dial.connected(s),
@@ -186,6 +155,18 @@ export function connect(opts: ConnectOptions): Promise<NetSocket> {
     );
   });
 }
+
+/**
+ * The codes of certificate-path and name checks (X509_V_ERR_* as Node and Bun name them, and the name mismatch):
+ * errors of checks a `verifyServer` replaces, not of the TLS handshake itself (test/security/bun-tls-facts.test.ts).
+ */
+const CERTIFICATE_CHECK_CODES: ReadonlySet<string> = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY", "CERT_SIGNATURE_FAILURE", "CERT_NOT_YET_VALID", "CERT_HAS_EXPIRED",
+  "ERROR_IN_CERT_NOT_BEFORE_FIELD", "ERROR_IN_CERT_NOT_AFTER_FIELD", "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN", "CERT_CHAIN_TOO_LONG", "INVALID_CA", "PATH_LENGTH_EXCEEDED", "INVALID_PURPOSE",
+  "CERT_UNTRUSTED", "CERT_REJECTED", "HOSTNAME_MISMATCH", "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
 
 /** One {@link connect} in progress: settles its promise exactly once (connected, refused, TLS failure, timeout). */
 class Dial {
@@ -198,6 +179,7 @@ class Dial {
     private readonly opts: ConnectOptions,
     private readonly resolve: (s: NetSocket) => void,
     private readonly reject: (e: TunnelError) => void,
+    private readonly verifyServer: ServerVerifier | null,
   ) {
     this.timer = setTimeout(() => this.timedOut(), opts.timeoutMs);
     // Bun resolves Bun.connect before the TLS handshake and would even fire `open` for a server that fails
@@ -238,14 +220,29 @@ class Dial {
     this.slot.connecting = undefined;
     if (this.settled) return void s.terminate();
     clearTimeout(this.timer);
-    if (!ok || !s.authorized) {
+    const refused = this.refusal(s, ok, error);
+    if (refused !== null) {
       s.terminate();
-      const e = error as (Error & { code?: string }) | null;
-      const why = e ? `${e.code ?? "TLS"}: ${e.message}` : "server certificate not verified";
-      this.fail(new TunnelError("ERR_TLS", `TLS with ${this.where} failed: ${why}`, { cause: e ?? undefined }));
+      this.fail(new TunnelError("ERR_TLS", `TLS with ${this.where} failed: ${refused}`, { cause: error ?? undefined }));
       return;
     }
     this.succeed(s);
+  }
+
+  /** Why the finished TLS handshake does not admit the server, or null if it does. */
+  private refusal(s: NetSocket, ok: boolean, error: Error | null): string | null {
+    const e = error as (Error & { code?: string }) | null;
+    const reason = e ? `${e.code ?? "TLS"}: ${e.message}` : "server certificate not verified";
+    if (this.verifyServer === null) return ok && s.authorized ? null : reason;
+    // With rejectUnauthorized false Bun still reports ok=false when the certificate does not name the host, though
+    // the TLS session is up; the error is then the certificate check's, which verifyServer replaces. Any other
+    // error (an alert, a protocol version, a bad handshake signature) is a failed TLS handshake.
+    if (!ok && !CERTIFICATE_CHECK_CODES.has(e?.code ?? "")) return reason;
+    try {
+      return this.verifyServer(s);
+    } catch (thrown) {
+      return `server certificate check failed: ${(thrown as Error).message}`; // fail closed
+    }
   }
 
   private tlsClosed(error?: Error): void {

@@ -1,86 +1,112 @@
 /**
- * TLS options for Bun.listen / Bun.connect, built from the configured PEM files. Reading and checking the files is
- * the only I/O here. Fails closed: a missing or unreadable file, a CA or certificate file without a parseable
- * certificate, a key file without a usable key, or a key that does not match its certificate is a TunnelError
- * ERR_TLS_CONFIG naming the variable and path (never the content).
+ * TLS options for Bun.listen / Bun.connect, built from the configured PEM files (checked by transport/pem.ts, which
+ * fails closed with ERR_TLS_CONFIG naming the variable and path, never the content), the server's self-signed
+ * identity (transport/identity.ts) when it has no TUNNEL_TLS_CERT, and the agent's pins (SPEC.md §6).
  *
  * What Bun 1.4.5 does (bun-platform.md §1.8; pinned by test/security/bun-tls-facts.test.ts):
  * - server: `requestCert` asks for a client certificate; with `rejectUnauthorized: false` the handshake completes
  *   either way and `socket.authorized` says whether the certificate chains to `ca`. The application checks it
  *   (server/handshake.ts) so that a refused agent is told AUTH_FAILED instead of seeing a bare close.
  * - agent: `rejectUnauthorized: true` + `ca` (or the system roots) + `serverName`; transport/tcp.ts waits for
- *   the handshake event and `socket.authorized` before anything is written.
+ *   the handshake event and `socket.authorized` before anything is written. With pins: `rejectUnauthorized: false`
+ *   and a `verifyServer` that compares the pin of the certificate the server proved it holds the key of.
+ * - TUNNEL_TLS_MIN_VERSION: `secureOptions` SSL_OP_NO_* bits, the documented TLSOptions field (Bun's TLSOptions
+ *   types no minVersion); a handshake below it fails with the reason on both sides (test/security/tls-pin.test.ts).
  */
-import { X509Certificate, createPrivateKey } from "node:crypto";
+import { X509Certificate, constants } from "node:crypto";
 import type { TLSOptions } from "bun";
-import type { AgentConfig, ServerConfig } from "../config.ts";
-import { TunnelError } from "../errors.ts";
+import type { AgentConfig, CommonConfig, ServerConfig } from "../config.ts";
+import { certificatePin, certificates, checkPair, readPem } from "./pem.ts";
+import { loadOrCreateIdentity } from "./identity.ts";
+import type { DialTls, NetSocket, ServerVerifier } from "./tcp.ts";
 
-async function readPem(variable: string, path: string | null): Promise<string | undefined> {
-  if (path === null) return undefined;
-  try {
-    return await Bun.file(path).text();
-  } catch (e) {
-    throw new TunnelError("ERR_TLS_CONFIG", `${variable}: cannot read ${path}`, { cause: e });
-  }
+/** A TLS file a role reads, by the variable that names it. */
+export interface TlsFile {
+  variable: string;
+  path: string;
 }
 
-const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-/** The certificates in a PEM text; throws ERR_TLS_CONFIG if there is none or one does not parse. */
-function certificates(variable: string, path: string, pem: string): X509Certificate[] {
-  const blocks = pem.match(CERT_BLOCK) ?? [];
-  if (blocks.length === 0) throw new TunnelError("ERR_TLS_CONFIG", `${variable}: ${path} holds no PEM certificate`);
-  return blocks.map((block, i) => {
-    try {
-      return new X509Certificate(block);
-    } catch {
-      throw new TunnelError("ERR_TLS_CONFIG", `${variable}: certificate ${i + 1} in ${path} does not parse`);
-    }
-  });
+/** The server's TLS material. */
+export interface ServerTls {
+  options: TLSOptions;
+  /** Pin of the certificate served (SPEC.md §6). */
+  pin: string;
+  /** Where the certificate came from: the TUNNEL_TLS_CERT path, or the self-signed identity's file. */
+  certPath: string;
+  /** True if this start made the self-signed identity. */
+  created: boolean;
 }
 
-/** Checks a certificate chain file and its key file belong together. */
-function checkPair(certVar: string, certPath: string, cert: string, keyVar: string, keyPath: string, key: string): void {
-  const [leaf] = certificates(certVar, certPath, cert);
-  let keyObject;
-  try {
-    keyObject = createPrivateKey(key);
-  } catch {
-    // The parser's message is not passed on: it could quote part of the file.
-    throw new TunnelError("ERR_TLS_CONFIG", `${keyVar}: ${keyPath} holds no usable unencrypted PEM private key`);
-  }
-  if (leaf !== undefined && !leaf.checkPrivateKey(keyObject)) {
-    throw new TunnelError("ERR_TLS_CONFIG", `${keyVar}: ${keyPath} is not the key of the certificate in ${certVar}`);
-  }
+/** `secureOptions` for TUNNEL_TLS_MIN_VERSION: versions below it are switched off. */
+function versionOptions(min: CommonConfig["tlsMinVersion"]): number {
+  const below12 = constants.SSL_OP_NO_TLSv1 | constants.SSL_OP_NO_TLSv1_1;
+  return min === "1.3" ? below12 | constants.SSL_OP_NO_TLSv1_2 : below12;
 }
 
-/** Server TLS: certificate and key required; with TUNNEL_TLS_CLIENT_CA, client certificates are requested. */
-export async function serverTls(config: ServerConfig): Promise<TLSOptions> {
-  const cert = await readPem("TUNNEL_TLS_CERT", config.tlsCert);
-  const key = await readPem("TUNNEL_TLS_KEY", config.tlsKey);
-  if (!cert || !key || config.tlsCert === null || config.tlsKey === null) {
-    throw new TunnelError("ERR_TLS_CONFIG", "TLS is on: set TUNNEL_TLS_CERT and TUNNEL_TLS_KEY");
+/** The files TLS reads in `config` (set variables only): what certificate reload watches. */
+export function tlsFiles(config: ServerConfig | AgentConfig): TlsFile[] {
+  const named: [string, string | null][] = [
+    ["TUNNEL_TLS_CERT", config.tlsCert],
+    ["TUNNEL_TLS_KEY", config.tlsKey],
+    config.mode === "server" ? ["TUNNEL_TLS_CLIENT_CA", config.tlsClientCa] : ["TUNNEL_TLS_CA", config.tlsCa],
+  ];
+  return named.filter((f): f is [string, string] => f[1] !== null).map(([variable, path]) => ({ variable, path }));
+}
+
+/**
+ * Server TLS: TUNNEL_TLS_CERT/KEY, or (neither set) the self-signed identity in TUNNEL_STATE_DIR; with
+ * TUNNEL_TLS_CLIENT_CA, client certificates are requested. Throws TunnelError ERR_TLS_CONFIG.
+ */
+export async function serverTls(config: ServerConfig): Promise<ServerTls> {
+  let cert: string, key: string, certPath: string, created = false;
+  if (config.tlsCert !== null && config.tlsKey !== null) {
+    cert = (await readPem("TUNNEL_TLS_CERT", config.tlsCert)) ?? "";
+    key = (await readPem("TUNNEL_TLS_KEY", config.tlsKey)) ?? "";
+    certPath = config.tlsCert;
+    checkPair({ certVar: "TUNNEL_TLS_CERT", certPath, cert, keyVar: "TUNNEL_TLS_KEY", keyPath: config.tlsKey, key });
+  } else {
+    ({ cert, key, certPath, created } = await loadOrCreateIdentity(config.stateDir));
   }
-  checkPair("TUNNEL_TLS_CERT", config.tlsCert, cert, "TUNNEL_TLS_KEY", config.tlsKey, key);
+  const pin = certificatePin(new X509Certificate(cert));
+  const base = { cert, key, secureOptions: versionOptions(config.tlsMinVersion) };
   const clientCa = await readPem("TUNNEL_TLS_CLIENT_CA", config.tlsClientCa);
-  if (clientCa === undefined) return { cert, key };
+  if (clientCa === undefined) return { options: base, pin, certPath, created };
   certificates("TUNNEL_TLS_CLIENT_CA", config.tlsClientCa ?? "", clientCa);
   // rejectUnauthorized false: the handshake completes and server/handshake.ts refuses unverified agents itself.
-  return { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: false };
+  return { options: { ...base, ca: clientCa, requestCert: true, rejectUnauthorized: false }, pin, certPath, created };
 }
 
-/** Agent TLS: verifies the server against TUNNEL_TLS_CA (or system roots); optional client certificate. */
-export async function agentTls(config: AgentConfig): Promise<TLSOptions> {
+/**
+ * A verifier accepting exactly a server certificate whose pin is one of `pins` (canonical, SPEC.md §6), whatever
+ * its CA, name or dates. The TLS handshake has proved the server holds that certificate's key.
+ */
+export function pinVerifier(pins: readonly string[]): ServerVerifier {
+  const accepted = new Set(pins);
+  return (socket: NetSocket) => {
+    const cert = socket.getPeerX509Certificate() as X509Certificate | undefined;
+    if (cert === undefined) return "the server sent no certificate";
+    const pin = certificatePin(cert);
+    return accepted.has(pin) ? null : `server certificate ${pin} matches no TUNNEL_TLS_PIN`;
+  };
+}
+
+/**
+ * Agent TLS: verifies the server against TUNNEL_TLS_PIN, else TUNNEL_TLS_CA (or the system roots); optional
+ * client certificate. Throws TunnelError ERR_TLS_CONFIG.
+ */
+export async function agentTls(config: AgentConfig): Promise<DialTls> {
   const ca = await readPem("TUNNEL_TLS_CA", config.tlsCa);
   if (ca !== undefined) certificates("TUNNEL_TLS_CA", config.tlsCa ?? "", ca);
   const cert = await readPem("TUNNEL_TLS_CERT", config.tlsCert);
   const key = await readPem("TUNNEL_TLS_KEY", config.tlsKey);
   if (cert !== undefined && key !== undefined) {
-    checkPair("TUNNEL_TLS_CERT", config.tlsCert ?? "", cert, "TUNNEL_TLS_KEY", config.tlsKey ?? "", key);
+    checkPair({ certVar: "TUNNEL_TLS_CERT", certPath: config.tlsCert ?? "", cert, keyVar: "TUNNEL_TLS_KEY", keyPath: config.tlsKey ?? "", key });
   }
+  const pinned = config.tlsPins.length > 0;
   return {
-    rejectUnauthorized: true,
+    rejectUnauthorized: !pinned,
+    secureOptions: versionOptions(config.tlsMinVersion),
+    ...(pinned ? { verifyServer: pinVerifier(config.tlsPins) } : {}),
     ...(ca ? { ca } : {}),
     ...(cert && key ? { cert, key } : {}),
     ...(config.tlsServerName ? { serverName: config.tlsServerName } : {}),

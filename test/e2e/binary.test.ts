@@ -15,7 +15,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("compiled binary: server and agent carry 20 visitors byte-exact", async () => {
+test("compiled binary: pinned TLS without a PKI (no openssl), server and agent carry 20 visitors byte-exact", async () => {
   const bin = join(dir, "backchannel");
   const build = Bun.spawnSync(
     [process.execPath, "build", "--compile", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "src/main.ts", "--outfile", bin],
@@ -24,15 +24,19 @@ test("compiled binary: server and agent carry 20 visitors byte-exact", async () 
   expect(build.exitCode).toBe(0);
   const secret = "binary-test-secret-0123";
   const srv = await startServerProcess([bin, "--mode=server"], {
-    TUNNEL_TLS: "off",
+    PATH: join(dir, "no-such-dir"), // nothing to run: the identity is made in-process, no openssl command
+    TUNNEL_TLS: "on",
+    TUNNEL_STATE_DIR: join(dir, "state"),
     TUNNEL_LISTEN: "127.0.0.1:0",
     TUNNEL_CLUSTERS: `edge=token:${secret}`,
     TUNNEL_ROUTES: "127.0.0.1:0=edge/echo",
   });
   started.push(srv.role);
+  expect(srv.tlsPin).toMatch(/^sha256:/); // the self-signed identity, made by the binary itself
   const agent = spawnRole([bin], {
     TUNNEL_MODE: "agent",
-    TUNNEL_TLS: "off",
+    TUNNEL_TLS: "on",
+    TUNNEL_TLS_PIN: srv.tlsPin ?? "",
     TUNNEL_SERVERS: `127.0.0.1:${srv.agentPort}`,
     TUNNEL_CLUSTER: "edge",
     TUNNEL_CREDENTIAL: secret,

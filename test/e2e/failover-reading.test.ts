@@ -13,7 +13,7 @@ import type { Stream } from "../../src/mux/stream.ts";
 import type { SessionOptions } from "../../src/mux/session-options.ts";
 import { FrameDecoder } from "../../src/protocol/frame-decoder.ts";
 import { WireCode } from "../../src/protocol/constants.ts";
-import type { Listener } from "../../src/transport/tcp.ts";
+import type { Listener } from "../../src/transport/listener.ts";
 import { PatternSource } from "../support/pattern.ts";
 import { waitFor } from "../support/net.ts";
 import { FakeLocal } from "../support/mux-fakes.ts";

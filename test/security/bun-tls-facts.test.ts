@@ -126,3 +126,71 @@ test("server with requestCert and rejectUnauthorized false: the handshake comple
     s.end();
   }
 });
+
+test("client with rejectUnauthorized false: a certificate not naming the host gives ok=false with the check's error, the session is up", async () => {
+  // transport/tcp.ts relies on this for pinned servers (TUNNEL_TLS_PIN): such an `ok` false is not a TLS failure.
+  const cases = [
+    { serverName: "localhost", ok: true },
+    { serverName: "wrong.example", ok: false },
+  ];
+  for (const c of cases) {
+    const l = tlsListener({ handshake: false }, []);
+    let seen = null as { ok: boolean; code: string | null; version: string; peer: boolean } | null;
+    const s = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: l.port,
+      tls: { rejectUnauthorized: false, serverName: c.serverName },
+      socket: {
+        data() {},
+        handshake(sock, ok, err) {
+          const code = (err as { code?: string } | null)?.code ?? null;
+          seen = { ok, code, version: sock.getTLSVersion(), peer: sock.getPeerX509Certificate() !== undefined };
+        },
+      },
+    });
+    await until(() => seen !== null);
+    // No CA given: the chain check fails either way; only the name decides `ok`.
+    expect(seen).toEqual({ ok: c.ok, code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", version: "TLSv1.3", peer: true });
+    expect(s.readyState).toBe(1);
+    s.end();
+  }
+});
+
+test("listener: reload() ignores new TLS options; a stopped listener's sockets live on until stop(true)", async () => {
+  // transport/listener.ts setTls relies on both: certificate reload binds a new listener and retires the old one.
+  const c = testCerts();
+  const otherCert = await Bun.file(c.serverOther.cert).text();
+  const otherKey = await Bun.file(c.serverOther.key).text();
+  const echoed: string[] = [];
+  const handlers = { data: (s: Socket, d: Uint8Array) => void s.write(d), open() {} };
+  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, tls: { cert: pem.serverCert, key: pem.serverKey }, socket: handlers });
+  listeners.push(l as TCPSocketListener<unknown>);
+  const subject = (port: number) => new Promise<string>((resolve) => {
+    void Bun.connect({ hostname: "127.0.0.1", port, tls: { rejectUnauthorized: false }, socket: {
+      data() {},
+      handshake(s) {
+        resolve(s.getPeerX509Certificate()?.issuer ?? "");
+        s.end();
+      },
+    } });
+  });
+  const before = await subject(l.port);
+  (l as unknown as { reload(o: unknown): void }).reload({ socket: handlers, tls: { cert: otherCert, key: otherKey } });
+  expect(await subject(l.port)).toBe(before);
+
+  let closed = false;
+  const held = await new Promise<Socket>((resolve) => {
+    void Bun.connect({ hostname: "127.0.0.1", port: l.port, tls: { rejectUnauthorized: false }, socket: {
+      data: (_s, d) => void echoed.push(Buffer.from(d).toString()),
+      close: () => void (closed = true),
+      handshake: (s) => resolve(s),
+    } });
+  });
+  l.stop(false);
+  held.write("still here");
+  await until(() => echoed.join("") === "still here");
+  expect(echoed.join("")).toBe("still here");
+  l.stop(true);
+  await until(() => closed);
+  expect(closed).toBe(true);
+});

@@ -191,10 +191,10 @@ describe("the server refuses agents under TUNNEL_TLS_CLIENT_CA", () => {
 });
 
 describe("fail closed at startup", () => {
-  test("TLS on (the default) without a certificate: the config is refused", () => {
-    const r = loadConfig({ TUNNEL_CLUSTERS: `edge=token:${TOKEN}` }, "server");
+  test("TLS on (the default) with a certificate but no key: the config is refused", () => {
+    const r = loadConfig({ TUNNEL_CLUSTERS: `edge=token:${TOKEN}`, TUNNEL_TLS_CERT: testCerts().server.cert }, "server");
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.errors.join("\n")).toContain("TLS is on: set TUNNEL_TLS_CERT and TUNNEL_TLS_KEY");
+    if (!r.ok) expect(r.errors.join("\n")).toContain("TUNNEL_TLS_CERT and TUNNEL_TLS_KEY go together");
   });
 
   test("unusable TLS files: ERR_TLS_CONFIG naming the variable, never the content", async () => {

@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import type { TLSOptions } from "bun";
 import type { FrameSocket } from "../../src/mux/frame-writer.ts";
 import type { LocalSocket } from "../../src/mux/stream.ts";
-import { connect, listen, type Listener, type NetSocket, type SocketOwner } from "../../src/transport/tcp.ts";
+import { listen, type Listener } from "../../src/transport/listener.ts";
+import { connect, type NetSocket, type SocketOwner } from "../../src/transport/tcp.ts";
 import { memoryPair, type MemoryOptions } from "./memory-socket.ts";
 import { testCerts } from "./certs.ts";
 

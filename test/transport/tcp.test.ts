@@ -4,7 +4,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { connect, IGNORING_OWNER, listen } from "../../src/transport/tcp.ts";
+import { connect, IGNORING_OWNER } from "../../src/transport/tcp.ts";
+import { listen } from "../../src/transport/listener.ts";
 import { isTunnelError } from "../../src/errors.ts";
 import { testCerts } from "../support/certs.ts";
 
