@@ -85,6 +85,9 @@ describe("bad configuration exits 2 with a message naming the variable", () => {
   test.each([
     ["TUNNEL_CONNECTIONS=abc", ["--mode=agent"], { ...AGENT, TUNNEL_CONNECTIONS: "abc" }, "TUNNEL_CONNECTIONS"],
     ["TUNNEL_ROUTES=garbage", ["--mode=server"], { ...SERVER, TUNNEL_ROUTES: "garbage" }, "TUNNEL_ROUTES"],
+    ["sni= and host= on one address", ["--mode=server"],
+      { ...SERVER, TUNNEL_ROUTES: "127.0.0.1:0=edge/a;sni=a.example,127.0.0.1:0=edge/b;host=b.example" },
+      "TUNNEL_ROUTES: 127.0.0.1:0: sni= and host= routes cannot share a listen address"],
     ["server without TUNNEL_CLUSTERS", ["--mode=server"], { TUNNEL_TLS: "off" }, "TUNNEL_CLUSTERS"],
     ["agent without TUNNEL_CLUSTER", ["--mode", "agent"], { ...AGENT, TUNNEL_CLUSTER: "" }, "TUNNEL_CLUSTER:"],
     ["no mode at all", [], {}, "TUNNEL_MODE"],
