@@ -1,6 +1,6 @@
 /**
  * Server role: the agent-facing listener (handshake → session → host of a cluster) and one public listener per
- * route (visitor → stream on a picked host). See SPEC.md and README "How it works".
+ * route listen address (visitor → route, by name where several share it → stream on a picked host). See SPEC.md and README "How it works".
  */
 import { randomBytes } from "node:crypto";
 import type { TLSOptions } from "bun";
@@ -14,7 +14,7 @@ import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
 import { AuthPenalties, refuseEarly } from "./gate.ts";
 import { Registry } from "./registry.ts";
 import { Admission } from "./admission.ts";
-import { openRoutes } from "./routes.ts";
+import { openRoutes, type OpenedRoutes } from "./routes.ts";
 import { ServerStats } from "./stats.ts";
 
 const log = logger("server");
@@ -49,16 +49,16 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const tls = config.tls ? await serverTls(config) : undefined;
   const admission = new Admission(config, registry, stats, randomBytes(3).toString("hex"));
   const agentListener = listenForAgents(config, clusters, tls, stats, admission);
-  let routes: Listener[];
+  let opened: OpenedRoutes;
   try {
-    routes = openRoutes(config, registry, stats);
+    opened = openRoutes(config, registry, stats);
   } catch (e) {
     agentListener.stop(true);
     throw e;
   }
   log.info("server listening", {
     agents: `${config.listen.host}:${agentListener.port}`,
-    routes: config.routes.map((r, i) => `${r.listen.host}:${routes[i]?.port}=${r.cluster}/${r.service}`),
+    routes: config.routes.map((r, i) => `${r.listen.host}:${opened.routePorts[i]}=${r.cluster}/${r.service}${r.match ? `;${r.match.kind}=${r.match.name}` : ""}`),
     tls: config.tls,
   });
 
@@ -66,7 +66,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   let admin: { readonly port: number; stop(): Promise<void> } | null = null;
   const handle: ServerHandle = {
     agentPort: agentListener.port,
-    routePorts: routes.map((r) => r.port),
+    routePorts: opened.routePorts,
     registry,
     stats,
     get adminPort() {
@@ -76,7 +76,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
       return closing !== null;
     },
     close(graceful = false) {
-      closing ??= closeServer(config, registry, agentListener, routes, graceful).then(() => admin?.stop());
+      closing ??= closeServer(config, registry, agentListener, opened.listeners, graceful).then(() => admin?.stop());
       return closing;
     },
   };
