@@ -117,7 +117,8 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
         return [{ ...route(label), code }, n];
       }))
     .counter("backchannel_server_visitors_refused_total", "Visitors closed at once because no agent connection was available.", () =>
-      config.routes.map((r): Sample => [{ cluster: r.cluster, service: r.service }, stats.refusedByRoute.get(`${r.cluster}/${r.service}`) ?? 0]))
+      // Once per cluster/service: several routes (ports, names) may lead to the same one.
+      [...new Set(config.routes.map((r) => `${r.cluster}/${r.service}`))].map((label): Sample => [route(label), stats.refusedByRoute.get(label) ?? 0]))
     .counter("backchannel_server_name_routed_total",
       "Visitors of a listen address shared by name given to a route, by listen address, match (sni, host), route name (\"\": the default route), cluster and service.",
       () => [...named].map((i): Sample => {
