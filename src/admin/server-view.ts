@@ -56,9 +56,29 @@ function sameListen(a: RouteConfig, b: RouteConfig): boolean {
   return a.listen.port === b.listen.port && a.listen.host.toLowerCase() === b.listen.host.toLowerCase();
 }
 
-function metrics(config: ServerConfig, handle: ServerHandle): () => string {
+/** The counters of routing by name (routes sharing a listen address). */
+function nameMetrics(registry: MetricsRegistry, config: ServerConfig, handle: ServerHandle): void {
   const { stats } = handle;
   const named = namedRouteIndexes(config);
+  registry
+    .counter("backchannel_server_name_routed_total",
+      "Visitors of a listen address shared by name given to a route, by listen address, match (sni, host), route name (\"\": the default route), cluster and service.",
+      () => [...named].map((i): Sample => {
+        const r = config.routes[i] as RouteConfig;
+        const match = r.match?.kind ?? config.routes.find((x) => sameListen(x, r) && x.match !== null)?.match?.kind ?? "";
+        return [{ listen: listenOf(r, handle.routePorts[i]), match, name: r.match?.name ?? "", cluster: r.cluster, service: r.service },
+          stats.routedByIndex.get(i) ?? 0];
+      }))
+    .counter("backchannel_server_name_unrouted_total",
+      "Visitors of a listen address shared by name that no route took, by listen address, match and reason (no_match, timeout, malformed, …).",
+      () => [...stats.unroutedByReason].map(([key, n]): Sample => {
+        const [listen = "", match = "", reason = ""] = key.split("\u0000");
+        return [{ listen, match, reason }, n];
+      }));
+}
+
+function metrics(config: ServerConfig, handle: ServerHandle): () => string {
+  const { stats } = handle;
   let live = new Map<string, StreamTally>();
   const keys = () => new Set([...stats.endedByRouteAgent.keys(), ...live.keys()]);
   const sum = (key: string, f: (t: StreamTally) => number) => {
@@ -119,24 +139,11 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
     .counter("backchannel_server_visitors_refused_total", "Visitors closed at once because no agent connection was available.", () =>
       // Once per cluster/service: several routes (ports, names) may lead to the same one.
       [...new Set(config.routes.map((r) => `${r.cluster}/${r.service}`))].map((label): Sample => [route(label), stats.refusedByRoute.get(label) ?? 0]))
-    .counter("backchannel_server_name_routed_total",
-      "Visitors of a listen address shared by name given to a route, by listen address, match (sni, host), route name (\"\": the default route), cluster and service.",
-      () => [...named].map((i): Sample => {
-        const r = config.routes[i] as RouteConfig;
-        const match = r.match?.kind ?? config.routes.find((x) => sameListen(x, r) && x.match !== null)?.match?.kind ?? "";
-        return [{ listen: listenOf(r, handle.routePorts[i]), match, name: r.match?.name ?? "", cluster: r.cluster, service: r.service },
-          stats.routedByIndex.get(i) ?? 0];
-      }))
-    .counter("backchannel_server_name_unrouted_total",
-      "Visitors of a listen address shared by name that no route took, by listen address, match and reason (no_match, timeout, malformed, …).",
-      () => [...stats.unroutedByReason].map(([key, n]): Sample => {
-        const [listen = "", match = "", reason = ""] = key.split("\u0000");
-        return [{ listen, match, reason }, n];
-      }))
     .counter("backchannel_server_limit_hits_total", "Connections refused by a limit, by limit.", () => {
       const names = new Set([...KNOWN_LIMITS, ...stats.limitHits.keys()]);
       return [...names].map((limit): Sample => [{ limit }, stats.limitHits.get(limit) ?? 0]);
     });
+  nameMetrics(registry, config, handle);
   return () => {
     live = liveTallies(stats.hosts);
     return registry.render();
