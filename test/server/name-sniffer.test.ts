@@ -134,6 +134,21 @@ describe("HTTP (host)", () => {
     expect(reasons(srv)).toEqual(new Map([[reason, 1]]));
   }, 20_000);
 
+  test("with a default route: an HTTP/2 preface goes there byte-exact; a repeated Host is still a 400", async () => {
+    const { srv, port } = await start("host", {
+      TUNNEL_ROUTES: "127.0.0.1:0=edge/rec;host=app.example.com,127.0.0.1:0=edge/rec",
+    });
+    const preface = concat([enc("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Uint8Array.of(0, 0, 0, 4, 0, 0, 0, 0, 0)]);
+    const before = rec.connections.length;
+    await rawVisitor(port, [preface], { fin: true });
+    await waitFor(() => rec.connections.length > before && srv.stats.streamsActive === 0, "the stream to end");
+    expect(hex(concat(rec.connections[before] as Uint8Array[]))).toBe(hex(preface));
+    expect(srv.stats.routedByIndex.get(1)).toBe(1);
+    const r = await rawVisitor(port, [enc("GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n")]);
+    expect(hex(r.received)).toBe(hex(httpErrorResponse(400)));
+    expect(reasons(srv)).toEqual(new Map([["bad_host", 1]]));
+  }, 20_000);
+
   test("a head split into 1-byte writes, with a body, reaches its route byte-exact; the process goes on serving", async () => {
     const { srv, port } = await start("host");
     const head = enc("POST /x HTTP/1.1\r\nHost: App.Example.com:80\r\nContent-Length: 50000\r\n\r\n");
