@@ -58,6 +58,7 @@ function routeOf(entry: string): RouteConfig | string {
     if (key !== "sni" && key !== "host") return `unknown option "${key}" (known: sni=NAME, host=NAME)`;
     if (match !== null) return "give one sni= or host= option per route";
     const name = (value ?? "").toLowerCase();
+    if (/^\*\.[^.]+$/.test(name)) return `option ${key}: a wildcard needs two or more labels after "*." (e.g. *.example.com)`;
     if (!ROUTE_NAME_RE.test(name) || /^[0-9.]+$/.test(name)) {
       return `option ${key} expects a host name or *.host.name (letters, digits, '-', '_', dots)`;
     }

@@ -21,7 +21,7 @@ describe("parsing", () => {
   test.each([
     ["0.0.0.0:80=edge/web;sni=", "option sni expects a host name"],
     ["0.0.0.0:80=edge/web;host=*", "option host expects a host name"],
-    ["0.0.0.0:80=edge/web;sni=*.com", "option sni expects a host name"],
+    ["0.0.0.0:80=edge/web;sni=*.com", 'option sni: a wildcard needs two or more labels after "*."'],
     ["0.0.0.0:80=edge/web;sni=a.*.com", "option sni expects a host name"],
     ["0.0.0.0:80=edge/web;sni=1.2.3.4", "option sni expects a host name"],
     ["0.0.0.0:80=edge/web;sni=-a.com", "option sni expects a host name"],
