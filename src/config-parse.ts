@@ -4,7 +4,6 @@ import type {
   ClusterConfig,
   CredentialPolicy,
   HostPort,
-  RouteConfig,
   ServerDiscovery,
   ServiceConfig,
 } from "./config-types.ts";
@@ -126,32 +125,6 @@ function clusterOf(name: string, policy: CredentialPolicy, param: string | null)
       if (param !== null) return "policy none takes nothing after the policy";
       return { name, policy, secret: null, allowedIdentities: [] };
   }
-}
-
-/**
- * TUNNEL_ROUTES: `listen-host:port=cluster/service`, comma-separated, may be empty. Listen port 0 is accepted and
- * never counts as a duplicate (each gets its own ephemeral port).
- */
-export function parseRoutes(raw: string): Parsed<RouteConfig[]> {
-  const errors: string[] = [];
-  const routes: RouteConfig[] = [];
-  for (const entry of entries(raw)) {
-    const label = `entry "${entry}"`;
-    const [listenText, target] = cut(entry, "=");
-    const [cluster, service] = target === null ? ["", null] : cut(target, "/");
-    if (service === null) {
-      errors.push(`${label}: expected listen-host:port=cluster/service`);
-      continue;
-    }
-    const listen = parseHostPort(listenText, { allowPortZero: true });
-    if (typeof listen === "string") errors.push(`${label}: ${listen}`);
-    else if (!NAME_RE.test(cluster)) errors.push(`${label}: cluster name must match ${NAME_TEXT}`);
-    else if (!NAME_RE.test(service)) errors.push(`${label}: service name must match ${NAME_TEXT}`);
-    else if (listen.port !== 0 && routes.some((r) => sameAddress(r.listen, listen))) {
-      errors.push(`${label}: listen address ${formatHostPort(listen)} is used by another route`);
-    } else routes.push({ listen, cluster, service });
-  }
-  return errors.length > 0 ? { ok: false, errors } : ok(routes);
 }
 
 function sameAddress(a: HostPort, b: HostPort): boolean {

@@ -29,8 +29,16 @@ export interface CommonConfig {
 }
 /** A cluster the server accepts agents into. `secret` is set for token/hmac-sha256; identities for mtls. */
 export interface ClusterConfig { name: string; policy: CredentialPolicy; secret: string | null; allowedIdentities: string[] }
-/** A public listener whose visitors go to `service` on an agent of `cluster`. */
-export interface RouteConfig { listen: HostPort; cluster: string; service: string }
+/**
+ * A name a route answers to on a shared listen address: the TLS server name (`sni`) or the HTTP host (`host`), in
+ * lower case, exact or `*.` wildcard (one or more labels).
+ */
+export interface RouteMatch { kind: "sni" | "host"; name: string }
+/**
+ * A public listener whose visitors go to `service` on an agent of `cluster`; with `match`, only the visitors that
+ * ask for that name (routes on one address share a listener; the one without `match` is the default).
+ */
+export interface RouteConfig { listen: HostPort; cluster: string; service: string; match: RouteMatch | null }
 /** Server role settings. */
 export interface ServerConfig extends CommonConfig {
   mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;

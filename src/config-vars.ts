@@ -21,10 +21,10 @@ import {
   parseDiscovery,
   parseDnsServers,
   parsePins,
-  parseRoutes,
   parseServers,
   parseServices,
 } from "./config-parse.ts";
+import { parseRoutes } from "./config-routes.ts";
 import {
   boolSchema,
   enumSchema,
@@ -143,8 +143,10 @@ export const SPECS = {
     meaning: "Clusters agents may join. policy: token or hmac-sha256 (secret ≥ 16 chars), mtls (optional " +
       "|-separated allowed certificate identities, default the cluster name), none.",
     schema: listSchema(parseClusters) }),
-  TUNNEL_ROUTES: spec({ modes: SERVER, syntax: "listen-host:port=cluster/service,…", default: "none", fallback: "",
-    listValue: true, meaning: "Public listeners: each carries visitors to a service of a cluster's agents.",
+  TUNNEL_ROUTES: spec({ modes: SERVER, syntax: "listen-host:port=cluster/service[;sni=NAME|;host=NAME],…",
+    default: "none", fallback: "", listValue: true,
+    meaning: "Public listeners: each carries visitors to a service of a cluster's agents. Routes may share a listen " +
+      "address by name: sni= (TLS server name) or host= (HTTP Host), exact or *.wildcard; the one without is the default.",
     schema: listSchema(parseRoutes) }),
   TUNNEL_TLS_CLIENT_CA: spec({ modes: SERVER, syntax: "PEM file path", default: "none",
     meaning: "CA that signs agents' client certificates; required by mtls clusters.", schema: pathSchema() }),
@@ -153,7 +155,8 @@ export const SPECS = {
     meaning: "Where the server keeps state it creates: with TLS on and no TUNNEL_TLS_CERT, its self-signed TLS " +
       "identity (made once, reused; directory 0700, key 0600).", schema: pathSchema() }),
   TUNNEL_HANDSHAKE_TIMEOUT_MS: spec({ modes: SERVER, syntax: "1..600000", default: "5000", fallback: "5000",
-    meaning: "An agent connection must finish its handshake within this time.", schema: intSchema(1, 600_000) }),
+    meaning: "An agent connection must finish its handshake within this time, and a visitor on an sni=/host= route " +
+      "its TLS ClientHello or HTTP request head.", schema: intSchema(1, 600_000) }),
   TUNNEL_MAX_PENDING_HANDSHAKES: spec({ modes: SERVER, syntax: "1..1000000", default: "1024", fallback: "1024",
     meaning: "Connections allowed to be mid-handshake at once; more are answered SERVER_BUSY.",
     schema: intSchema(1, 1_000_000) }),

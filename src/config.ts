@@ -22,6 +22,7 @@ export type {
   LogLevel,
   Mode,
   RouteConfig,
+  RouteMatch,
   ServerConfig,
   ServerDiscovery,
   ServiceConfig,

@@ -101,12 +101,20 @@ const ROWS: Record<string, Row> = {
   TUNNEL_ROUTES: { mode: "server", field: (c) => s(c).routes, def: [],
     valid: [
       ["127.0.0.1:0=edge/web, 127.0.0.1:0=edge/api", [
-        { listen: hp("127.0.0.1", 0), cluster: "edge", service: "web" },
-        { listen: hp("127.0.0.1", 0), cluster: "edge", service: "api" }]],
-      ["[::1]:8080=edge/web", [{ listen: hp("::1", 8080), cluster: "edge", service: "web" }]],
+        { listen: hp("127.0.0.1", 0), cluster: "edge", service: "web", match: null },
+        { listen: hp("127.0.0.1", 0), cluster: "edge", service: "api", match: null }]],
+      ["[::1]:8080=edge/web", [{ listen: hp("::1", 8080), cluster: "edge", service: "web", match: null }]],
+      ["0.0.0.0:443=edge/web;sni=App.Example.com, 0.0.0.0:443=edge/api; sni=*.api.example.com, 0.0.0.0:443=edge/other", [
+        { listen: hp("0.0.0.0", 443), cluster: "edge", service: "web", match: { kind: "sni", name: "app.example.com" } },
+        { listen: hp("0.0.0.0", 443), cluster: "edge", service: "api", match: { kind: "sni", name: "*.api.example.com" } },
+        { listen: hp("0.0.0.0", 443), cluster: "edge", service: "other", match: null }]],
+      ["0.0.0.0:80=edge/web;host=localhost", [
+        { listen: hp("0.0.0.0", 80), cluster: "edge", service: "web", match: { kind: "host", name: "localhost" } }]],
     ],
     invalid: ["garbage", "127.0.0.1:80=edge", "127.0.0.1:80=edge/web,127.0.0.1:80=edge/api", "127.0.0.1:80=nope/web",
-      "127.0.0.1:99999=edge/web", "127.0.0.1:80=edge/b@d"] },
+      "127.0.0.1:99999=edge/web", "127.0.0.1:80=edge/b@d", "127.0.0.1:80=edge/web;sni=*.com",
+      "127.0.0.1:80=edge/web;sni=a..b", "127.0.0.1:80=edge/web;sni=10.0.0.1", "127.0.0.1:80=edge/web;proxy=v1",
+      "127.0.0.1:80=edge/web;sni=a.b;host=a.b", "127.0.0.1:80=edge/web;sni=a.*.b"] },
   TUNNEL_TLS_CLIENT_CA: { mode: "server", field: (c) => s(c).tlsClientCa, def: null,
     valid: [["/ca.pem", "/ca.pem"]], invalid: ["-----BEGIN CERTIFICATE-----"] },
   TUNNEL_STATE_DIR: { mode: "server", field: (c) => s(c).stateDir, def: "./backchannel-state",

@@ -31,6 +31,7 @@ import { parseBenchOptions, type BenchOptions } from "./options.ts";
 import { Children } from "./processes.ts";
 import { evaluateTargets, printEnd, printExtras, printFigures, printMemory, type TargetRow } from "./report.ts";
 import { runExtras, runMemory, runRounds, setUp, type Bench } from "./run.ts";
+import { printSni, runSni, sniSummary } from "./sni.ts";
 
 /** The JSON document of --json. */
 interface Summary {
@@ -43,6 +44,8 @@ interface Summary {
   extras: Record<string, unknown>;
   targets: TargetRow[];
   notes: string[];
+  /** Routing by name (scripts/bench/sni.ts); null when --tests leaves it out. */
+  sni: Record<string, unknown> | null;
 }
 
 function machineInfo(o: BenchOptions) {
@@ -65,11 +68,13 @@ async function main(b: Bench): Promise<Summary> {
   await runRounds(b, setup);
   const extras = await runExtras(b, setup);
   const memory = await runMemory(b, setup.target);
+  const sni = await runSni(b, setup.target);
 
   printFigures(b, setup);
   printMemory(b, setup.paths, memory.figures);
   const extraOut = printExtras(b, extras);
-  const targets = evaluateTargets(b.figures, setup, extras, memory.perStreamKiB);
+  const sniTargets = printSni(b, sni);
+  const targets = [...evaluateTargets(b.figures, setup, extras, memory.perStreamKiB), ...sniTargets];
   printEnd(b, targets, started);
 
   const figures: Summary["figures"] = {};
@@ -85,6 +90,7 @@ async function main(b: Bench): Promise<Summary> {
     extras: extraOut,
     targets,
     notes: [...b.notes, ...b.figures.errors],
+    sni: sniSummary(sni),
   };
 }
 

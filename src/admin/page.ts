@@ -161,8 +161,8 @@ function render(s) {
           bytes(h.upBytes), bytes(h.downBytes), h.rttMs, duration((Date.parse(s.now) - Date.parse(h.connectedAt)) / 1000) + " ago", h.draining ? "draining" : "ready"])));
     }
     detail.push(el("h2", "", "Routes"));
-    detail.push(table(["Listen", "Cluster", "Service", "Open", "Total", "Refused"], [3, 4, 5],
-      s.routes.map((r) => [r.listen, r.cluster, r.service, r.streamsOpen, r.streamsTotal, r.refused])));
+    detail.push(table(["Listen", "Name", "Cluster", "Service", "Routed", "Open", "Total", "Refused"], [4, 5, 6, 7],
+      s.routes.map((r) => [r.listen, r.name || null, r.cluster, r.service, r.routed, r.streamsOpen, r.streamsTotal, r.refused])));
   } else {
     detail.push(el("h2", "", "Servers"));
     const rows = [];

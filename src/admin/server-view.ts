@@ -3,7 +3,9 @@
  * asked from the server's stats counters and its live connections (nothing here runs per frame).
  */
 import pkg from "../../package.json" with { type: "json" };
-import type { ServerConfig } from "../config.ts";
+import type { RouteConfig, ServerConfig } from "../config.ts";
+import { formatHostPort } from "../config-parse.ts";
+import { groupByAddress, matchText } from "../config-routes.ts";
 import type { ServerHandle } from "../server/server.ts";
 import type { Host } from "../server/registry.ts";
 import { addTally, splitKey, type StreamTally } from "../stats/tally.ts";
@@ -12,6 +14,17 @@ import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts"
 
 /** Limits the server counts hits of (server.ts); listed so their series exist at 0. */
 const KNOWN_LIMITS = ["auth_penalty", "pending_handshakes"];
+
+/** A route's listen address with its bound port. */
+function listenOf(r: RouteConfig, port: number | undefined): string {
+  return formatHostPort({ host: r.listen.host, port: port ?? r.listen.port });
+}
+
+/** The routes that share a listen address by name (their default route included), as indexes into config.routes. */
+function namedRouteIndexes(config: ServerConfig): Set<number> {
+  const named = groupByAddress(config.routes).filter((g) => g.some((r) => r.match !== null)).flat();
+  return new Set(named.map((r) => config.routes.indexOf(r)));
+}
 
 /** Splits a route label `cluster/service`. */
 function route(label: string): { cluster: string; service: string } {
@@ -37,6 +50,31 @@ function* tallySamples(
     const [label = "", agent = ""] = splitKey(key);
     yield [{ ...route(label), agent, ...extra }, value(key)];
   }
+}
+
+function sameListen(a: RouteConfig, b: RouteConfig): boolean {
+  return a.listen.port === b.listen.port && a.listen.host.toLowerCase() === b.listen.host.toLowerCase();
+}
+
+/** The counters of routing by name (routes sharing a listen address). */
+function nameMetrics(registry: MetricsRegistry, config: ServerConfig, handle: ServerHandle): void {
+  const { stats } = handle;
+  const named = namedRouteIndexes(config);
+  registry
+    .counter("backchannel_server_name_routed_total",
+      "Visitors of a listen address shared by name given to a route, by listen address, match (sni, host), route name (\"\": the default route), cluster and service.",
+      () => [...named].map((i): Sample => {
+        const r = config.routes[i] as RouteConfig;
+        const match = r.match?.kind ?? config.routes.find((x) => sameListen(x, r) && x.match !== null)?.match?.kind ?? "";
+        return [{ listen: listenOf(r, handle.routePorts[i]), match, name: r.match?.name ?? "", cluster: r.cluster, service: r.service },
+          stats.routedByIndex.get(i) ?? 0];
+      }))
+    .counter("backchannel_server_name_unrouted_total",
+      "Visitors of a listen address shared by name that no route took, by listen address, match and reason (no_match, timeout, malformed, …).",
+      () => [...stats.unroutedByReason].map(([key, n]): Sample => {
+        const [listen = "", match = "", reason = ""] = key.split("\u0000");
+        return [{ listen, match, reason }, n];
+      }));
 }
 
 function metrics(config: ServerConfig, handle: ServerHandle): () => string {
@@ -99,11 +137,13 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
         return [{ ...route(label), code }, n];
       }))
     .counter("backchannel_server_visitors_refused_total", "Visitors closed at once because no agent connection was available.", () =>
-      config.routes.map((r): Sample => [{ cluster: r.cluster, service: r.service }, stats.refusedByRoute.get(`${r.cluster}/${r.service}`) ?? 0]))
+      // Once per cluster/service: several routes (ports, names) may lead to the same one.
+      [...new Set(config.routes.map((r) => `${r.cluster}/${r.service}`))].map((label): Sample => [route(label), stats.refusedByRoute.get(label) ?? 0]))
     .counter("backchannel_server_limit_hits_total", "Connections refused by a limit, by limit.", () => {
       const names = new Set([...KNOWN_LIMITS, ...stats.limitHits.keys()]);
       return [...names].map((limit): Sample => [{ limit }, stats.limitHits.get(limit) ?? 0]);
     });
+  nameMetrics(registry, config, handle);
   return () => {
     live = liveTallies(stats.hosts);
     return registry.render();
@@ -139,6 +179,7 @@ function hostStatus(handle: ServerHandle, h: Host) {
 
 function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
   const { stats } = handle;
+  const named = namedRouteIndexes(config);
   const hosts = [...stats.hosts];
   const clusters = config.clusters.map((c) => ({
     name: c.name,
@@ -168,12 +209,18 @@ function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
       upBytes,
       downBytes,
       visitorsRefused: [...stats.refusedByRoute.values()].reduce((a, b) => a + b, 0),
+      visitorsUnrouted: [...stats.unroutedByReason.values()].reduce((a, b) => a + b, 0),
     },
     clusters,
     routes: config.routes.map((r, i) => {
       const label = `${r.cluster}/${r.service}`;
+      const byName = named.has(i);
       return {
-        listen: `${r.listen.host.includes(":") ? `[${r.listen.host}]` : r.listen.host}:${handle.routePorts[i] ?? r.listen.port}`,
+        listen: listenOf(r, handle.routePorts[i]),
+        /** `sni=NAME`/`host=NAME`, `default` on an address shared by name, "" for a route alone on its address. */
+        name: r.match !== null ? matchText(r.match) : byName ? "default" : "",
+        match: r.match,
+        routed: byName ? (stats.routedByIndex.get(i) ?? 0) : null,
         cluster: r.cluster,
         service: r.service,
         streamsOpen: openByRoute.get(label) ?? 0,

@@ -1,93 +1,99 @@
 /**
- * Public route listeners: each visitor becomes a stream on a host picked from the route's cluster. With no host
- * available the visitor is closed at once (FIN) and counted, never left hanging.
+ * Public route listeners: one per listen address. A plain route's visitor becomes a stream on a host picked from
+ * the route's cluster at once; on an address shared by routes with names (`sni=`, `host=`), a NameSniffer reads
+ * the visitor's first bytes to pick the route first. With no host available the visitor is closed at once (FIN)
+ * and counted, never left hanging.
  */
-import { isIPv4 } from "node:net";
 import type { ServerConfig } from "../config.ts";
-import { IGNORING_OWNER, type NetSocket } from "../transport/tcp.ts";
+import { groupByAddress } from "../config-routes.ts";
+import { formatHostPort } from "../config-parse.ts";
+import { IGNORING_OWNER, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
 import { listen, type Listener } from "../transport/listener.ts";
 import { logger } from "../log.ts";
-import { logCode } from "../errors.ts";
-import type { Stream } from "../mux/stream.ts";
-import { wireCodeName } from "../protocol/constants.ts";
-import { VisitorFailover } from "./failover.ts";
 import type { Registry } from "./registry.ts";
 import type { ServerStats } from "./stats.ts";
+import { RouteTarget } from "./route-target.ts";
+import { NameTable } from "./name-table.ts";
+import { NameSniffer, type NameRouting } from "./name-sniffer.ts";
 
 const log = logger("route");
 
-/** Agents a visitor may be offered to after the first one refused it (so at most 1 + this many attempts). */
-const MAX_RETRIES = 2;
+/** The bound listeners and, for each route in TUNNEL_ROUTES order, its port (routes sharing an address share one). */
+export interface OpenedRoutes {
+  readonly listeners: Listener[];
+  readonly routePorts: number[];
+}
 
-/** Binds every route's listener. Throws TunnelError ERR_LISTEN (already bound ones are stopped). */
-export function openRoutes(config: ServerConfig, registry: Registry, stats: ServerStats): Listener[] {
+/** Binds a listener per listen address. Throws TunnelError ERR_LISTEN (already bound ones are stopped). */
+export function openRoutes(config: ServerConfig, registry: Registry, stats: ServerStats): OpenedRoutes {
   const listeners: Listener[] = [];
+  const routePorts: number[] = config.routes.map(() => 0);
   try {
-    for (const route of config.routes) {
-      const label = `${route.cluster}/${route.service}`;
-      // A route bound to one IPv4 address knows its local address and port: reading them from each visitor socket
-      // would cost two getsockname() calls per visitor.
-      const fixedHost = isIPv4(route.listen.host) && route.listen.host !== "0.0.0.0" ? route.listen.host : null;
-
-      /** Opens a stream for the visitor on a host of the cluster, skipping agents in `exclude`; null if none. */
-      const openFor = (socket: NetSocket, exclude: Set<string> | null): Stream | null => {
-        // A host whose ids ran out starts draining and is skipped on the next pick.
-        for (let attempt = 0; attempt < 3; attempt++) {
-          const host = registry.pick(route.cluster, exclude);
-          if (host === null) break;
-          const stream = host.session.openStream(socket, {
-            service: route.service,
-            visitorAddress: socket.remoteAddress ?? "",
-            visitorPort: socket.remotePort ?? 0,
-            routeAddress: fixedHost ?? socket.localAddress ?? "",
-            routePort: fixedHost !== null ? listener.port : (socket.localPort ?? 0),
-          });
-          if (stream === null) continue;
-          stream.label = label;
-          stream.watchOpening(new VisitorFailover(socket, stream, (code) => retry(socket, code, host.hostName, exclude)));
-          stats.streamOpened(label);
-          return stream;
-        }
-        return null;
-      };
-
-      /**
-       * The agent `refusedBy` refused a visitor's stream before taking any byte of it (SPEC §2.2): a stream for it on
-       * another agent of the cluster (VisitorFailover moves the visitor there), or null when no other agent is left.
-       */
-      const retry = (socket: NetSocket, code: number, refusedBy: string, tried: Set<string> | null): Stream | null => {
-        const exclude = new Set(tried ?? []).add(refusedBy);
-        if (exclude.size > MAX_RETRIES) return null;
-        const next = openFor(socket, exclude);
-        if (next === null) return null;
-        stats.streamRetried(label, code);
-        log.debug("visitor retried on another agent", { route: label, refusedBy, code: wireCodeName(code) });
-        return next;
-      };
-
-      const listener: Listener = listen({
-        host: route.listen.host,
-        port: route.listen.port,
-        onHandlerError: (e) => log.error("visitor socket handler failed", { route: label, error: e }),
-        accept(socket: NetSocket) {
-          // A visitor that reset before we got to it has no address any more: nothing to carry.
-          if (!socket.remoteAddress) {
-            socket.terminate();
-            return IGNORING_OWNER;
-          }
-          const stream = openFor(socket, null);
-          if (stream !== null) return stream;
-          stats.visitorRefused(label);
-          log.debug("visitor refused: no agent connection available", { route: label, visitor: socket.remoteAddress, code: logCode("ERR_NO_HOST") });
-          socket.end();
-          return IGNORING_OWNER;
-        },
-      });
+    for (const group of groupByAddress(config.routes)) {
+      const targets = group.map((r) => new RouteTarget(r, config.routes.indexOf(r), registry, stats));
+      const first = targets[0] as RouteTarget;
+      const named = targets.some((t) => t.route.match !== null);
+      const listener = named ? listenByName(config, targets, stats) : listenPlain(first);
+      for (const t of targets) {
+        t.boundPort = listener.port;
+        routePorts[t.index] = listener.port;
+      }
       listeners.push(listener);
     }
   } catch (e) {
     for (const l of listeners) l.stop(true);
     throw e;
   }
-  return listeners;
+  return { listeners, routePorts };
+}
+
+/** A visitor that reset before we got to it has no address any more: nothing to carry. */
+function gone(socket: NetSocket): boolean {
+  if (socket.remoteAddress) return false;
+  socket.terminate();
+  return true;
+}
+
+/** One route alone on its address: every visitor goes to it. */
+function listenPlain(target: RouteTarget): Listener {
+  const { listen: at } = target.route;
+  return listen({
+    host: at.host,
+    port: at.port,
+    onHandlerError: (e) => log.error("visitor socket handler failed", { route: target.label, error: e }),
+    accept(socket: NetSocket): SocketOwner {
+      if (gone(socket)) return IGNORING_OWNER;
+      const stream = target.open(socket, null);
+      if (stream !== null) return stream;
+      target.refuseNoAgent(socket);
+      return IGNORING_OWNER;
+    },
+  });
+}
+
+/** Routes sharing an address by name: each visitor is read by a NameSniffer until its route is known. */
+function listenByName(config: ServerConfig, targets: RouteTarget[], stats: ServerStats): Listener {
+  const table = new NameTable<RouteTarget>();
+  for (const t of targets) table.add(t.route.match?.name ?? null, t);
+  const at = (targets[0] as RouteTarget).route.listen;
+  const kind = targets.find((t) => t.route.match !== null)?.route.match?.kind ?? "sni";
+  const routing: NameRouting = {
+    kind,
+    table,
+    listen: formatHostPort(at),
+    timeoutMs: config.handshakeTimeoutMs,
+    stats,
+    accessLog: config.accessLog,
+  };
+  const listener = listen({
+    host: at.host,
+    port: at.port,
+    onHandlerError: (e) => log.error("visitor socket handler failed", { listen: routing.listen, error: e }),
+    accept(socket: NetSocket): SocketOwner {
+      if (gone(socket)) return IGNORING_OWNER;
+      return new NameSniffer(socket, routing);
+    },
+  });
+  routing.listen = formatHostPort({ host: at.host, port: listener.port });
+  return listener;
 }

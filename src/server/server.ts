@@ -1,6 +1,6 @@
 /**
  * Server role: the agent-facing listener (handshake → session → host of a cluster) and one public listener per
- * route (visitor → stream on a picked host). See SPEC.md and README "How it works".
+ * route listen address (visitor → route, by name where several share it → stream on a picked host). See SPEC.md and README "How it works".
  */
 import { randomBytes } from "node:crypto";
 import type { TLSOptions } from "bun";
@@ -16,7 +16,7 @@ import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
 import { AuthPenalties, refuseEarly } from "./gate.ts";
 import { Registry } from "./registry.ts";
 import { Admission } from "./admission.ts";
-import { openRoutes } from "./routes.ts";
+import { openRoutes, type OpenedRoutes } from "./routes.ts";
 import { ServerStats } from "./stats.ts";
 
 const log = logger("server");
@@ -51,12 +51,12 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const admission = new Admission(config, registry, stats, randomBytes(3).toString("hex"));
   let agentListener: Listener | null = null;
   const reload = config.tls ? reloadTls(config, () => agentListener) : null;
-  let routes: Listener[];
+  let opened: OpenedRoutes;
   let tls: ServerTls | undefined;
   try {
     tls = config.tls ? await serverTls(config) : undefined;
     agentListener = listenForAgents(config, clusters, tls?.options, stats, admission);
-    routes = openRoutes(config, registry, stats);
+    opened = openRoutes(config, registry, stats);
   } catch (e) {
     reload?.stop();
     agentListener?.stop(true);
@@ -68,7 +68,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   }
   log.info("server listening", {
     agents: `${config.listen.host}:${agentListener.port}`,
-    routes: config.routes.map((r, i) => `${r.listen.host}:${routes[i]?.port}=${r.cluster}/${r.service}`),
+    routes: config.routes.map((r, i) => `${r.listen.host}:${opened.routePorts[i]}=${r.cluster}/${r.service}${r.match ? `;${r.match.kind}=${r.match.name}` : ""}`),
     tls: config.tls,
     ...(tls !== undefined ? { tlsPin: tls.pin } : {}),
   });
@@ -78,7 +78,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const listener = agentListener;
   const handle: ServerHandle = {
     agentPort: listener.port,
-    routePorts: routes.map((r) => r.port),
+    routePorts: opened.routePorts,
     registry,
     stats,
     get adminPort() {
@@ -89,7 +89,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     },
     close(graceful = false) {
       reload?.stop();
-      closing ??= closeServer(config, registry, listener, routes, graceful).then(() => admin?.stop());
+      closing ??= closeServer(config, registry, listener, opened.listeners, graceful).then(() => admin?.stop());
       return closing;
     },
   };

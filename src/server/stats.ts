@@ -43,6 +43,12 @@ export class ServerStats {
   readonly openSeconds = new Map<string, Histogram>();
   /** Heartbeat round trip, seconds, by `cluster\0agent host name`. */
   readonly rttSeconds = new Map<string, Histogram>();
+  /** Visitors of shared listen addresses given to a route by name (or as its default), by route index. */
+  readonly routedByIndex = new Map<number, number>();
+  /** Visitors of shared listen addresses that no route took, by `listen\0sni|host\0reason` (name-sniffer.ts). */
+  readonly unroutedByReason = new Map<string, number>();
+  /** The route name (`match`, "" for a default route) and the visitor's name of streams routed by name. */
+  readonly streamNames = new WeakMap<Stream, { match: string; name: string | null }>();
 
   /** When each agent (`cluster\0host name`) lost its last data connection. */
   private readonly agentGoneAt = new Map<string, number>();
@@ -103,6 +109,15 @@ export class ServerStats {
     this.refusedByRoute.set(route, (this.refusedByRoute.get(route) ?? 0) + 1);
   }
 
+  visitorRouted(routeIndex: number): void {
+    this.routedByIndex.set(routeIndex, (this.routedByIndex.get(routeIndex) ?? 0) + 1);
+  }
+
+  visitorUnrouted(listen: string, kind: string, reason: string): void {
+    const key = `${listen}\u0000${kind}\u0000${reason}`;
+    this.unroutedByReason.set(key, (this.unroutedByReason.get(key) ?? 0) + 1);
+  }
+
   limitHit(limit: string): void {
     this.limitHits.set(limit, (this.limitHits.get(limit) ?? 0) + 1);
   }
@@ -128,9 +143,11 @@ export class ServerStats {
       addTally(this.endedByHost, host, stream.bytesOut, stream.bytesIn);
     }
     if (accessLog) {
+      const names = this.streamNames.get(stream);
       access.info("stream closed", {
         visitor: `${stream.open.visitorAddress}:${stream.open.visitorPort}`,
         route: stream.label,
+        ...(names ? { match: names.match, name: names.name ?? undefined } : {}),
         cluster: host?.cluster,
         service: stream.open.service,
         host: host?.hostName,

@@ -74,13 +74,13 @@ afterEach(() => {
 
 describe("retry onto a connection over its read budget", () => {
   test("the visitor stays paused until that connection's budget frees up, then every byte arrives", async () => {
-    const config = { routes: [{ listen: { host: "127.0.0.1", port: 0 }, cluster: "edge", service: "echo" }] } as unknown as ServerConfig;
+    const config = { routes: [{ listen: { host: "127.0.0.1", port: 0 }, cluster: "edge", service: "echo", match: null }] } as unknown as ServerConfig;
     const registry = new Registry(["edge"]);
     const stats = new ServerStats();
     const a = host("a", 2 * MiB);
     const b = host("b", 16 * KiB);
     registry.add(a.host, 60_000);
-    const listeners: Listener[] = openRoutes(config, registry, stats);
+    const { listeners } = openRoutes(config, registry, stats);
     cleanup.push(() => listeners.forEach((l) => l.stop(true)));
 
     // Agent b's connection is over its read budget: one of its streams holds 9 MiB it has no credit for.
