@@ -8,9 +8,11 @@
  * - a chunk read from a sender at time `now` is split into segments of about 1 ms of link time; a segment of n
  *   bytes leaves at `free = max(now, free) + n / rate` (the rate is shared by every connection of the link, in
  *   arrival order: one FIFO, no fair queueing) and arrives `rtt / 2` later, when it is written to the receiver;
- * - the bytes that have not left yet are the bottleneck queue, `(free - now) × rate`. Above its limit (default
- *   one bandwidth-delay product + 64 KiB) every sender that delivers more is paused (its socket is not read, so
- *   TCP backpressure reaches it) until the queue is below the limit again, less a small gap. Nothing is ever
+ * - the bytes that have not left yet are the bottleneck queue, `(free - now) × rate`, bounded by a limit (default
+ *   one bandwidth-delay product + 64 KiB). What a sender delivers while the queue is full (Bun hands over whole
+ *   reads, up to hundreds of KiB) is held for it and the sender is paused (its socket is not read, so TCP
+ *   backpressure reaches it); as the queue drains, waiting senders are served round-robin, one segment each, so a
+ *   small message waits behind a full queue and at most one segment per other waiting sender. Nothing is ever
  *   dropped: the link's own sockets are reliable, so backpressure is the honest model of a full bottleneck;
  * - FIN and reset travel as markers in the same FIFO (in order, no link time); a receiver that does not read
  *   holds at most {@link BACKLOG_LIMIT} bytes here before its sender is paused as well (a closed receive window).
@@ -50,12 +52,14 @@ export interface LaneStats {
   bytesIn: number;
   /** Bytes waiting for link time now (the bottleneck queue). */
   queuedBytes: number;
-  /** Largest bottleneck queue seen, bytes (it may pass the limit by one read per sender). */
+  /** Largest bottleneck queue seen, bytes (at most the limit + one segment of 64 KiB or less). */
   peakQueuedBytes: number;
   /** Bytes queued or on the wire (not yet arrived). */
   unarrivedBytes: number;
-  /** Senders paused for a full queue now. */
-  pausedSenders: number;
+  /** Senders paused because the queue could not take all they sent. */
+  waitingSenders: number;
+  /** The bytes those senders still hold (the rest of their last read). */
+  heldBytes: number;
 }
 
 /** What the link did so far. */
@@ -85,6 +89,8 @@ interface Item {
 class End {
   sock: Socket<End> | null = null;
   peer!: End;
+  /** What this socket read and the bottleneck queue did not take yet (it is paused meanwhile). */
+  readonly pending: Pending[] = [];
   /** Bytes that arrived for this socket and its kernel did not take yet. */
   readonly backlog: Uint8Array[] = [];
   backlogBytes = 0;
@@ -168,12 +174,23 @@ class Conn {
   }
 }
 
-/** One direction of the link: the serialisation clock, the FIFO of what has not arrived, and its timer. */
+/** What a paused sender still holds for the link: the rest of its last read, and markers after it. */
+interface Pending {
+  kind: Kind;
+  data: Uint8Array | null;
+}
+
+/**
+ * One direction of the link: the serialisation clock, the FIFO of what has not arrived, the senders waiting for
+ * room in the bottleneck queue (served round-robin, one segment each), and one timer.
+ */
 class Lane {
   /** Bytes per ms. */
   private rate = 1;
   private delayMs = 0;
   limit = 0;
+  /** Segment size: about 1 ms of link time, 4–64 KiB. */
+  private seg = 4096;
   /** Time the link is free again (performance.now ms). */
   private free = 0;
   /** Arrival time of the last item pushed (arrivals never go backwards, even if the delay is changed). */
@@ -183,7 +200,8 @@ class Lane {
   private unarrived = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = Infinity;
-  private readonly paused = new Set<End>();
+  /** Senders with bytes the full queue could not take yet (paused meanwhile), in round-robin order. */
+  private readonly waiting: End[] = [];
   private bytesIn = 0;
   private peakQueued = 0;
 
@@ -191,6 +209,7 @@ class Lane {
     this.rate = (s.mbit * 1e6) / 8000;
     this.delayMs = s.rttMs / 2;
     this.limit = s.queueBytes;
+    this.seg = Math.min(64 * 1024, Math.max(4096, Math.round(this.rate)));
   }
 
   /** Bytes waiting for link time at `now`. */
@@ -198,29 +217,41 @@ class Lane {
     return Math.max(0, (this.free - now) * this.rate);
   }
 
-  /** Takes a chunk `from` a sender (or a FIN / reset marker) for its peer; pauses the sender if the queue is full. */
+  /**
+   * Takes a chunk (or a FIN / reset marker) read `from` a sender, for its peer: into the bottleneck queue while it
+   * has room, the rest held for the sender, which is paused until all of it is in.
+   */
   push(from: End, kind: Kind, data: Uint8Array | null): void {
-    const now = performance.now();
-    const to = from.peer;
-    if (kind !== Kind.Data || data === null) {
-      this.append({ to, kind, data: null, at: Math.max(now, this.free) + this.delayMs });
-    } else {
-      this.bytesIn += data.byteLength;
-      const seg = Math.min(64 * 1024, Math.max(4096, Math.round(this.rate)));
-      for (let off = 0; off < data.byteLength; off += seg) {
-        const part = off === 0 && data.byteLength <= seg ? data : data.subarray(off, off + seg);
-        this.free = Math.max(now, this.free) + part.byteLength / this.rate;
-        this.unarrived += part.byteLength;
-        this.append({ to, kind, data: part, at: this.free + this.delayMs });
-      }
-      const q = this.queued(now);
-      if (q > this.peakQueued) this.peakQueued = q;
-      if (q > this.limit) {
-        this.paused.add(from);
-        from.hold("full", true);
-      }
+    if (data !== null) this.bytesIn += data.byteLength;
+    from.pending.push({ kind, data });
+    if (from.pending.length === 1) this.admit(from, performance.now(), Infinity);
+    if (from.pending.length > 0 && !this.waiting.includes(from)) {
+      this.waiting.push(from);
+      from.hold("full", true);
     }
     this.schedule();
+  }
+
+  /** Moves up to `maxSegments` segments (markers are free) of `from`'s pending bytes into the queue while it has room. */
+  private admit(from: End, now: number, maxSegments: number): void {
+    let n = 0;
+    while (from.pending.length > 0 && n < maxSegments) {
+      const p = from.pending[0] as Pending;
+      if (p.data === null) {
+        from.pending.shift();
+        this.append({ to: from.peer, kind: p.kind, data: null, at: Math.max(now, this.free) + this.delayMs });
+        continue;
+      }
+      if (this.queued(now) >= this.limit) return;
+      const part = p.data.byteLength <= this.seg ? p.data : p.data.subarray(0, this.seg);
+      if (part === p.data) from.pending.shift();
+      else p.data = p.data.subarray(this.seg);
+      this.free = Math.max(now, this.free) + part.byteLength / this.rate;
+      this.unarrived += part.byteLength;
+      this.append({ to: from.peer, kind: Kind.Data, data: part, at: this.free + this.delayMs });
+      this.peakQueued = Math.max(this.peakQueued, this.queued(now));
+      n++;
+    }
   }
 
   private append(item: Item): void {
@@ -229,15 +260,11 @@ class Lane {
     this.items.push(item);
   }
 
-  /** When the paused senders may go on: the queue is at the limit less a gap. */
-  private resumeAt(): number {
-    const gap = Math.min(this.limit / 4, 128 * 1024);
-    return this.free - (this.limit - gap) / this.rate;
-  }
-
   private schedule(): void {
     const head = this.items[this.head];
-    const at = Math.min(head ? head.at : Infinity, this.paused.size > 0 ? this.resumeAt() : Infinity);
+    // Room in the queue again: when it has drained below the limit.
+    const room = this.waiting.length > 0 ? this.free - this.limit / this.rate : Infinity;
+    const at = Math.min(head ? head.at : Infinity, room);
     if (at === Infinity || at >= this.timerAt) return;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timerAt = at;
@@ -259,32 +286,32 @@ class Lane {
       this.items.splice(0, this.head);
       this.head = 0;
     }
-    if (this.paused.size > 0 && now >= this.resumeAt()) {
-      const list = [...this.paused];
-      this.paused.clear();
-      for (const e of list) e.hold("full", false);
+    // Round-robin, one segment per waiting sender per turn, while the queue has room.
+    while (this.waiting.length > 0 && this.queued(now) < this.limit) {
+      const e = this.waiting.shift() as End;
+      this.admit(e, now, 1);
+      if (e.pending.length > 0) this.waiting.push(e);
+      else e.hold("full", false);
     }
     this.schedule();
   }
 
-  /** Forgets a closed sender. */
-  forget(e: End): void {
-    this.paused.delete(e);
-  }
-
   stats(now: number): LaneStats {
+    let held = 0;
+    for (const e of this.waiting) for (const p of e.pending) held += p.data?.byteLength ?? 0;
     return {
       bytesIn: this.bytesIn,
       queuedBytes: Math.round(this.queued(now)),
       peakQueuedBytes: Math.round(this.peakQueued),
       unarrivedBytes: this.unarrived,
-      pausedSenders: this.paused.size,
+      waitingSenders: this.waiting.length,
+      heldBytes: held,
     };
   }
 
-  /** Nothing queued or on the wire. */
+  /** Nothing held, queued or on the wire. */
   get empty(): boolean {
-    return this.head >= this.items.length;
+    return this.head >= this.items.length && this.waiting.length === 0;
   }
 
   stop(): void {
@@ -310,7 +337,6 @@ const handlers = {
     const e = s.data;
     const wasClosed = e.closed;
     e.closed = true;
-    e.lane.forget(e);
     e.conn.link.connClosed(e.conn);
     // Closed without a FIN from its peer (or with an error): the other side gets a reset, in order.
     if (!wasClosed && (err || !e.sawEnd) && !e.peer.closed) e.lane.push(e, Kind.Reset, null);
