@@ -19,6 +19,7 @@
  * can reach here without any tunnel logic; with socat installed also through two chains of socat relays, the same
  * hops in C),
  * --tunnel-env=K=V,K=V (extra variables for the plaintext and TLS pairs, not the baseline: A/B of a setting).
+ * --wan[=SET] measures through emulated WAN links instead (scripts/bench/wan.ts); --help lists everything.
  * Nothing here asserts a figure: the targets section only reports met / not met.
  *
  * This file is the entry (it alone reads argv and exits). The parts: options.ts, processes.ts (target, pairs,
@@ -27,11 +28,13 @@
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { Figures } from "./figures.ts";
-import { parseBenchOptions, type BenchOptions } from "./options.ts";
+import { parseBenchOptions, USAGE, type BenchOptions, type WanOptions } from "./options.ts";
 import { Children } from "./processes.ts";
 import { evaluateTargets, printEnd, printExtras, printFigures, printMemory, type TargetRow } from "./report.ts";
 import { runExtras, runMemory, runRounds, setUp, type Bench } from "./run.ts";
 import { printSni, runSni, sniSummary } from "./sni.ts";
+import { RssPeaks, runWanRounds, setUpWan } from "./wan.ts";
+import { evaluateWanTargets, printWanFigures, printWanMemory, wanSummary } from "./wan-report.ts";
 
 /** The JSON document of --json. */
 interface Summary {
@@ -94,7 +97,38 @@ async function main(b: Bench): Promise<Summary> {
   };
 }
 
-const opts = parseBenchOptions(process.argv.slice(2));
+/** The WAN run (--wan): set up, measure, report; the JSON document of --json. */
+async function mainWan(b: Bench, w: WanOptions): Promise<ReturnType<typeof wanSummary>> {
+  const started = performance.now();
+  const machine = machineInfo(b.opts);
+  const set = w.points.map((p) => `${p.rttMs}/${p.mbit}`).join(", ");
+  b.out(`Backchannel WAN benchmark (RTT ms / Mbit/s: ${set}): ${machine.cpus} × ${machine.cpu}, Bun ${machine.bun}, Linux ${machine.kernel}, load ${machine.loadavg}`);
+  const setup = await setUpWan(b, w);
+  const rss = new RssPeaks(setup.pairs, setup.link.pid);
+  rss.start();
+  try {
+    await runWanRounds(b, setup, w, rss);
+  } finally {
+    rss.stop();
+  }
+  printWanFigures(b, setup, w);
+  printWanMemory(b, setup, w, rss);
+  const targets = evaluateWanTargets(b, setup, w, rss);
+  printEnd(b, targets, started);
+  return wanSummary(b, setup, w, rss, machine, targets);
+}
+
+let opts: BenchOptions;
+try {
+  opts = parseBenchOptions(process.argv.slice(2));
+} catch (e) {
+  process.stderr.write(`${(e as Error).message}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (opts.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const bench: Bench = {
   opts,
   kids: new Children(),
@@ -113,7 +147,7 @@ process.on("exit", () => bench.kids.killAll());
 
 let code = 0;
 try {
-  const summary = await main(bench);
+  const summary = opts.wan ? await mainWan(bench, opts.wan) : await main(bench);
   if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 } catch (e) {
   bench.progress(`benchmark failed: ${(e as Error).stack ?? String(e)}`);

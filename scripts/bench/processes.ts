@@ -208,6 +208,8 @@ export interface PairSpec {
   command: RoleCommand;
   extraEnv: Record<string, string>;
   idleStreams: number;
+  /** The port the agent dials instead of the server's own (e.g. an emulated WAN link in front of it). */
+  via?: (serverPort: number) => Promise<number>;
 }
 
 /** Starts a server and an agent with a route per target service; resolves once 8 echoes in a row made it through. */
@@ -235,7 +237,7 @@ export async function startPair(kids: Children, target: Target, spec: PairSpec):
   const agent = spawnRole(command("agent"), {
     ...common,
     ...(tls ? { TUNNEL_TLS_CA: tls.ca, TUNNEL_TLS_SERVER_NAME: "localhost" } : {}),
-    TUNNEL_SERVERS: `127.0.0.1:${agentPort}`,
+    TUNNEL_SERVERS: `127.0.0.1:${spec.via ? await spec.via(agentPort) : agentPort}`,
     TUNNEL_CLUSTER: "bench",
     TUNNEL_CREDENTIAL: secret,
     TUNNEL_HOSTNAME: `bench-${name.replaceAll(" ", "-")}`,

@@ -15,7 +15,7 @@ export interface TargetRow {
 }
 
 /** A number for a table: "–" if not finite, 2 decimals below 10, 1 below 100, else a grouped integer. */
-function fmt(v: number): string {
+export function fmt(v: number): string {
   if (!Number.isFinite(v)) return "–";
   if (Math.abs(v) >= 100) return Math.round(v).toLocaleString("en-US");
   if (Math.abs(v) >= 10) return v.toFixed(1);
@@ -23,16 +23,18 @@ function fmt(v: number): string {
 }
 
 /** "median (min–max)", or "–" without values. */
-function cell(vals: number[] | undefined): string {
+export function cell(vals: number[] | undefined): string {
   if (!vals || vals.length === 0) return "–";
   return `${fmt(median(vals))} (${fmt(Math.min(...vals))}–${fmt(Math.max(...vals))})`;
 }
 
-function table(header: string[], rows: string[][]): string {
+/** A Markdown table. */
+export function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }
 
-const ratioCell = (r: number) => (Number.isFinite(r) ? `${r.toFixed(2)}×` : "–");
+/** "0.93×", or "–" if not finite. */
+export const ratioCell = (r: number) => (Number.isFinite(r) ? `${r.toFixed(2)}×` : "–");
 
 /** The figures table: one row per figure, a column per path (with its ratio to direct). */
 export function printFigures(b: Bench, s: Setup): void {

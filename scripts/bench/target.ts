@@ -2,8 +2,9 @@
  * The benchmark's target ("the edge service"), run as its own process by the benchmark (scripts/bench/main.ts) so that
  * its work is not charged to the load generator. It listens on loopback port 0 with four services:
  *
- * - sink: reads and discards; on the visitor's FIN answers one JSON line `{"bytes":n,"firstMs":t,"lastMs":t}`
- *   (first and last byte times on this process's clock) and closes;
+ * - sink: reads and discards; on the visitor's FIN answers one JSON line
+ *   `{"bytes":n,"firstMs":t,"lastMs":t,"bucketMs":100,"buckets":{"<index>":bytes,…}}` (first and last byte times on
+ *   this process's clock; bytes per 100 ms interval, index = floor(time / 100), for steady-state windows) and closes;
  * - source: writes a 256 KiB random block over and over, with backpressure, until the peer goes away;
  * - echo: writes back everything it reads (backpressure: pause while a write is queued), FIN after FIN;
  * - http: a tiny HTTP/1.1 answer (Bun.serve), for wrk.
@@ -18,7 +19,12 @@ interface SinkState {
   bytes: number;
   firstMs: number;
   lastMs: number;
+  /** Bytes per {@link BUCKET_MS} interval, by floor(time / BUCKET_MS). */
+  buckets: Record<number, number>;
 }
+
+/** Width of the sink's arrival histogram, ms. */
+const BUCKET_MS = 100;
 interface SourceState {
   kind: "source";
   off: number;
@@ -67,7 +73,7 @@ function listenKind(kind: State["kind"]): number {
       open(s) {
         active++;
         s.setNoDelay(true);
-        if (kind === "sink") s.data = { kind, bytes: 0, firstMs: 0, lastMs: 0 };
+        if (kind === "sink") s.data = { kind, bytes: 0, firstMs: 0, lastMs: 0, buckets: {} };
         else if (kind === "echo") s.data = { kind, queue: [], ended: false };
         else {
           s.data = { kind, off: 0, done: false };
@@ -81,6 +87,8 @@ function listenKind(kind: State["kind"]): number {
           if (st.bytes === 0) st.firstMs = now;
           st.lastMs = now;
           st.bytes += chunk.byteLength;
+          const b = Math.floor(now / BUCKET_MS);
+          st.buckets[b] = (st.buckets[b] ?? 0) + chunk.byteLength;
         } else if (st.kind === "echo") {
           if (!writeOrQueue(s, st.queue, chunk)) s.pause();
         }
@@ -93,7 +101,7 @@ function listenKind(kind: State["kind"]): number {
       end(s) {
         const st = s.data;
         if (st.kind === "sink") {
-          s.write(`${JSON.stringify({ bytes: st.bytes, firstMs: st.firstMs, lastMs: st.lastMs })}\n`);
+          s.write(`${JSON.stringify({ bytes: st.bytes, firstMs: st.firstMs, lastMs: st.lastMs, bucketMs: BUCKET_MS, buckets: st.buckets })}\n`);
           s.shutdown();
         } else if (st.kind === "echo") {
           st.ended = true;
