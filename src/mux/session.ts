@@ -49,7 +49,8 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
 
   handleOpen(streamId: number, open: OpenPayload): void {
     if (this.closed) return;
-    if (this.opts.role !== "agent" || streamId <= this.highestStreamId) {
+    // Ids increase by exactly 1 (SPEC.md §2.2): a reused, lower or skipped id is a protocol error.
+    if (this.opts.role !== "agent" || streamId !== this.highestStreamId + 1) {
       this.protocolError(new TunnelError("ERR_PROTOCOL", `unexpected OPEN for stream ${streamId}`));
       return;
     }
@@ -81,8 +82,8 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
     const stream = this.streams.get(streamId);
     if (stream === undefined) return this.unknownStream(streamId, "ACK");
     if (this.opts.role !== "server") return this.protocolError(new TunnelError("ERR_PROTOCOL", "ACK sent to an agent"));
-    stream.handleAck();
-    this.events.onAck?.(stream);
+    // A repeated ACK changes nothing and is not reported again.
+    if (stream.handleAck()) this.events.onAck?.(stream);
   }
 
   handleFin(streamId: number): void {

@@ -144,11 +144,15 @@ export class Stream extends StreamCore implements SocketOwner {
     this.pump();
   }
 
-  /** Server: the agent acknowledged the stream (its target is connected): no refusal can follow. */
-  handleAck(): void {
-    if (this.state !== "opening") return;
+  /**
+   * Server: the agent acknowledged the stream (its target is connected): no refusal can follow. Returns false when
+   * the stream was not waiting for it (a repeated ACK, or one after the stream ended): nothing changes then.
+   */
+  handleAck(): boolean {
+    if (this.state !== "opening") return false;
     this.state = "open";
     this.watcher = null;
+    return true;
   }
 
   /** The peer reset the stream: abort the local socket at once. */

@@ -114,7 +114,8 @@ describe.each(TRANSPORTS)("mux over $name", (transport) => {
     const cases: [string, (raw: RawPeer, side: SessionSide) => Promise<void>, number, (number | null)[]][] = [
       ["an OPEN for a stream that is open", async (raw) => raw.send(open(1), open(1)), 1, [WireCode.CANCEL]],
       ["an OPEN for a stream that was reset", async (raw) => raw.send(open(1), { t: "rst", id: 1, code: WireCode.TARGET_ERROR }, open(1)), 1, [WireCode.TARGET_ERROR]],
-      ["an OPEN below the highest id (never used)", async (raw) => raw.send(open(3), open(2)), 3, [WireCode.CANCEL]],
+      ["an OPEN that skips an id", async (raw) => raw.send(open(1), open(3)), 1, [WireCode.CANCEL]],
+      ["a first OPEN with an id other than 1", async (raw) => raw.send(open(2)), 0, []],
       [
         "an OPEN for a stream that finished cleanly",
         async (raw, side) => {
@@ -190,6 +191,15 @@ describe.each(TRANSPORTS)("mux over $name", (transport) => {
         });
       }
     }
+
+    test("server: a repeated ACK changes nothing and is reported once", async () => {
+      const { side, raw, stream } = await h.oneStream("server", { local: "fake", ack: false });
+      raw.send({ t: "ack", id: 1 }, { t: "ack", id: 1 }, { t: "ack", id: 1 });
+      await quietAbout(raw, side, 1);
+      expect(side.acked).toEqual([stream]);
+      expect(side.endsOf(stream)).toEqual([]);
+      expect(side.closedWith).toBeUndefined();
+    });
 
     test("agent: an ACK for its own open stream → GOAWAY PROTOCOL_ERROR", async () => {
       const { side, raw } = await h.oneStream("agent", { local: "fake" });
