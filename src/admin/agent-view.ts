@@ -65,6 +65,8 @@ function metrics(config: AgentConfig, handle: AgentHandle): () => string {
     .counter("backchannel_agent_streams_refused_total", "Streams refused before reaching a target, by reason.", () => [
       [{ reason: "unknown_service" }, services.unknownServiceCount],
       [{ reason: "dial_failed" }, services.dialFailures],
+      [{ reason: "stream_limit" }, stats.refused.stream_limit],
+      [{ reason: "inbound_budget" }, stats.refused.inbound_budget],
     ])
     .histogram("backchannel_agent_heartbeat_rtt_seconds", "Heartbeat round trip to servers, by server.", () =>
       [...stats.rttSeconds].map(([server, h]) => [{ server }, h] as const));

@@ -183,6 +183,9 @@ export class ConnectionSlot implements HandshakeOutcome {
           this.ctx.stats.streamOpened(stream);
           this.ctx.services.serve(stream);
         },
+        onRefused: (reason) => {
+          if (this.ctx.stats.refused[reason]++ === 0) log.warn("streams refused (REFUSED_STREAM; counted, logged once)", { server: this.server, reason });
+        },
         onControl: (msg) => {
           if (msg.type === "drained") this.onDrained?.(msg.connection_id);
         },
@@ -198,9 +201,7 @@ export class ConnectionSlot implements HandshakeOutcome {
           if (session.activeStreams === 0) session.close();
           else if (!this.stopped) this.replaceDraining(session);
         },
-        onRtt: (ms) => {
-          if (this.role === "data") this.ctx.stats.rtt(this.server, ms);
-        },
+        onRtt: (ms) => void (this.role === "data" && this.ctx.stats.rtt(this.server, ms)),
         onClose: (error) => this.sessionClosed(session, error),
       },
     );

@@ -19,6 +19,8 @@ export class AgentStats {
   readonly ended = new Map<string, StreamTally>();
   /** Resets by `service\0wire code name` ({@link resetCodeLabel}). */
   readonly resets = new Map<string, number>();
+  /** OPENs refused before a stream existed (REFUSED_STREAM), by reason. */
+  readonly refused = { stream_limit: 0, inbound_budget: 0 };
   /** Heartbeat round trip, seconds, by server `host:port`. */
   readonly rttSeconds = new Map<string, Histogram>();
 

@@ -60,6 +60,11 @@ export interface SessionOptions {
 export interface SessionEvents {
   /** Agent only: the server opened a stream. The callee attaches a target or resets it. */
   onOpen?(stream: Stream): void;
+  /**
+   * Agent only: an OPEN was refused with REFUSED_STREAM before any stream existed, at the stream limit
+   * (`"stream_limit"`) or past an inbound budget (`"inbound_budget"`).
+   */
+  onRefused?(reason: "stream_limit" | "inbound_budget"): void;
   /** Server only: the agent acknowledged a stream (target connected). */
   onAck?(stream: Stream): void;
   /** A stream ended (`code` null for a clean finish). */

@@ -57,9 +57,11 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
     this.highestStreamId = streamId;
     // Not refused while we drain: an OPEN the server sent before our GOAWAY reached it is served (refusing it
     // would reset a visitor that other agents could have taken). Only the cap and the inbound budgets refuse.
-    if (this.streams.size >= this.opts.maxStreams || this.overInboundBudget()) {
+    const refused = this.streams.size >= this.opts.maxStreams ? "stream_limit" : this.overInboundBudget() ? "inbound_budget" : null;
+    if (refused !== null) {
       this.reply(FRAME_HEADER_BYTES + 4);
       this.encoder.rst(streamId, WireCode.REFUSED_STREAM);
+      this.events.onRefused?.(refused);
       return;
     }
     const stream = this.newStream(streamId, open);

@@ -47,7 +47,8 @@ class WireLog {
 function agentSession(opts: SessionOptions = OPTIONS) {
   const wire = new WireLog();
   const streams: Stream[] = [];
-  const session = new Session(wire, opts, { onOpen: (s) => void streams.push(s), onClose() {} });
+  const refused: string[] = [];
+  const session = new Session(wire, opts, { onOpen: (s) => void streams.push(s), onRefused: (r) => void refused.push(r), onClose() {} });
   const send = (build: (e: FrameEncoder) => void) => {
     const enc = new FrameEncoder();
     build(enc);
@@ -55,7 +56,7 @@ function agentSession(opts: SessionOptions = OPTIONS) {
   };
   /** Lets the writer's end-of-turn flush run. */
   const flushed = () => new Promise((r) => setTimeout(r, 0));
-  return { session, wire, streams, send, flushed };
+  return { session, wire, streams, refused, send, flushed };
 }
 
 describe("inbound tally", () => {
@@ -85,13 +86,14 @@ describe("inbound tally", () => {
   });
 
   test("an OPEN past the connection budget is refused with REFUSED_STREAM and creates no stream", async () => {
-    const { session, wire, streams, send, flushed } = agentSession();
+    const { session, wire, streams, refused, send, flushed } = agentSession();
     send((e) => {
       for (let id = 1; id <= 5; id++) e.open(id, OPEN);
     });
     await flushed();
     expect(streams.map((s) => s.id)).toEqual([1, 2, 3, 4]); // 4 × 64 KiB = the 256 KiB budget
     expect(wire.frames).toEqual([["RST", 5, WireCode.REFUSED_STREAM]]);
+    expect(refused).toEqual(["inbound_budget"]);
     streams[0]!.attach(new FakeLocal()); // its reservation ends: room for one more
     send((e) => { e.open(6, OPEN); });
     expect(streams.map((s) => s.id)).toEqual([1, 2, 3, 4, 6]);

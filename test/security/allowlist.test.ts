@@ -102,7 +102,7 @@ describe("the agent never dials outside TUNNEL_SERVICES", () => {
 
 describe("stream cap", () => {
   test("agent: OPENs beyond TUNNEL_MAX_STREAMS_PER_CONNECTION get REFUSED_STREAM; the connection and its streams stay", async () => {
-    await agentOnFake({ TUNNEL_MAX_STREAMS_PER_CONNECTION: "4" });
+    const a = await agentOnFake({ TUNNEL_MAX_STREAMS_PER_CONNECTION: "4" });
     const conn = await (fake as FakeServer).data();
     for (let id = 1; id <= 4; id++) conn.send(openFrame(id, "echo"));
     await waitFor(() => conn.reader.ofType(ACK).length === 4, "4 ACKs");
@@ -123,6 +123,7 @@ describe("stream cap", () => {
     await waitFor(() => conn.reader.frames.some((f) => f.type === 0x00 && f.streamId === 1 && new TextDecoder().decode(f.payload) === "still here"), "echoed DATA");
     expect(conn.closed).toBe(false);
     expect(echo.accepted).toBeGreaterThanOrEqual(4);
+    expect(a.stats.refused).toEqual({ stream_limit: 46, inbound_budget: 0 });
   });
 
   test("server: never opens more than TUNNEL_MAX_STREAMS_PER_CONNECTION streams on a connection; excess visitors refused, the rest undisturbed", async () => {
