@@ -2,7 +2,8 @@
  * Logging: consola with one tag per module. `logger(tag)` may be called at import time; `configureLogging` (from
  * main, once the config is known) applies to every logger created before or after it.
  */
-import { createConsola, type ConsolaInstance, type ConsolaReporter, type LogObject } from "consola";
+import { createConsola as createCoreConsola } from "consola/core";
+import type { ConsolaInstance, ConsolaReporter, LogObject } from "consola";
 import type { LogLevel } from "./config-types.ts";
 
 /** Structured context for a log line, e.g. `{ streamId, cluster }`. Error values are serialised. */
@@ -30,8 +31,22 @@ const defaultSink: LogSink = (line, isErr) => {
   (isErr ? process.stderr : process.stdout).write(line + "\n");
 };
 
-let root: ConsolaInstance = build(process.env.NODE_ENV === "test" ? "warn" : "info", "pretty", undefined);
+/** Built on first use, so that a process configured for JSON never loads consola's reporters (below). */
+let root: ConsolaInstance | null = null;
 let generation = 0;
+
+function rootLogger(): ConsolaInstance {
+  root ??= build(process.env.NODE_ENV === "test" ? "warn" : "info", "pretty", undefined);
+  return root;
+}
+
+/**
+ * consola's full entry (its basic and fancy reporters), loaded only for `pretty`: it holds about 8 MiB of a
+ * process's resident memory, while `consola/core` (all JSON output needs) holds under 3 (BENCHMARKS.md, idle RSS).
+ */
+function fullConsola(): typeof import("consola") {
+  return require("consola") as typeof import("consola");
+}
 
 /**
  * Applies level and format to all loggers. `json` writes one JSON object per line (`time`, `level`, `tag`, `msg`,
@@ -47,7 +62,8 @@ function build(level: LogLevel, format: "pretty" | "json", write: LogSink | unde
   const sink = write ?? defaultSink;
   // throttle: 0 turns off consola's folding of repeated identical lines (it would hide a flood of the same warning).
   const options = { level: LEVELS[level], throttle: 0 };
-  if (format === "json") return createConsola({ ...options, reporters: [jsonReporter(sink)] });
+  if (format === "json") return createCoreConsola({ ...options, reporters: [jsonReporter(sink)] });
+  const { createConsola } = fullConsola();
   if (write === undefined) {
     const instance = createConsola(options);
     return instance.setReporters(instance.options.reporters.map(withoutTraceStacks));
@@ -110,7 +126,7 @@ export function logger(tag: string): Logger {
   let seen = -1;
   const current = (): ConsolaInstance => {
     if (instance === undefined || seen !== generation) {
-      instance = root.withTag(tag);
+      instance = rootLogger().withTag(tag);
       seen = generation;
     }
     return instance;

@@ -7,9 +7,6 @@ import { hostname } from "node:os";
 import pkg from "../package.json" with { type: "json" };
 import { helpText, loadConfig, redactConfig, type Config } from "./config.ts";
 import { configureLogging, logger, type Logger } from "./log.ts";
-import { startServer } from "./server/server.ts";
-import { startAgent } from "./agent/agent.ts";
-import { startAgentAdmin, startServerAdmin } from "./admin/admin.ts";
 
 /** What argv asked for; `errors` lists arguments that are not understood. */
 interface Args { help: boolean; version: boolean; mode: string | undefined; errors: string[] }
@@ -35,11 +32,18 @@ function usageError(headline: string, details: readonly string[]): never {
 
 interface Handle { close(graceful?: boolean): Promise<void> }
 
-/** Starts the role, with its admin endpoint when TUNNEL_ADMIN_LISTEN is set. */
-function start(config: Config): Promise<Handle> {
-  return config.mode === "server"
-    ? startServer(config, { admin: (h) => startServerAdmin(config, h) })
-    : startAgent(config, { admin: (h) => startAgentAdmin(config, h) });
+/**
+ * Starts the role, with its admin endpoint when TUNNEL_ADMIN_LISTEN is set. Only the role's own modules are loaded
+ * (and the admin endpoint's only when it is on): code that is never loaded costs no resident memory.
+ */
+async function start(config: Config): Promise<Handle> {
+  const admin = config.adminListen !== null ? await import("./admin/admin.ts") : null;
+  if (config.mode === "server") {
+    const { startServer } = await import("./server/server.ts");
+    return startServer(config, admin ? { admin: (h) => admin.startServerAdmin(config, h) } : {});
+  }
+  const { startAgent } = await import("./agent/agent.ts");
+  return startAgent(config, admin ? { admin: (h) => admin.startAgentAdmin(config, h) } : {});
 }
 
 /** First SIGTERM/SIGINT: graceful close, then exit 0 (1 if closing fails). A second one: exit 1 at once. */
