@@ -30,7 +30,7 @@ import { cpus } from "node:os";
 import { Figures } from "./figures.ts";
 import { parseBenchOptions, USAGE, type BenchOptions, type WanOptions } from "./options.ts";
 import { Children } from "./processes.ts";
-import { evaluateTargets, printEnd, printExtras, printFigures, printMemory, type TargetRow } from "./report.ts";
+import { evaluateTargets, memoryTargets, printEnd, printExtras, printFigures, printMemory, type TargetRow } from "./report.ts";
 import { runExtras, runMemory, runRounds, setUp, type Bench } from "./run.ts";
 import { printSni, runSni, sniSummary } from "./sni.ts";
 import { RssPeaks, runWanRounds, setUpWan } from "./wan.ts";
@@ -77,7 +77,7 @@ async function main(b: Bench): Promise<Summary> {
   printMemory(b, setup.paths, memory.figures);
   const extraOut = printExtras(b, extras);
   const sniTargets = printSni(b, sni);
-  const targets = [...evaluateTargets(b.figures, setup, extras, memory.perStreamKiB), ...sniTargets];
+  const targets = [...evaluateTargets(b.figures, setup, extras, memory.perStreamKiB), ...memoryTargets(memory.figures), ...sniTargets];
   printEnd(b, targets, started);
 
   const figures: Summary["figures"] = {};

@@ -74,6 +74,10 @@ export function printMemory(b: Bench, paths: PathDef[], m: MemoryFigures | null)
     rows.push([`fresh pair: ${n} idle streams open`, fmt(m.withStreamsKiB.server / 1024), fmt(m.withStreamsKiB.agent / 1024)]);
     rows.push(["fresh pair: after they closed", fmt(m.afterCloseKiB.server / 1024), fmt(m.afterCloseKiB.agent / 1024)]);
     rows.push(["KiB per idle stream", fmt(m.perStreamKiB.server), fmt(m.perStreamKiB.agent)]);
+    const split = (s: { rss: number; anon: number; file: number }) => `${fmt(s.rss / 1024)} (anon ${fmt(s.anon / 1024)}, file ${fmt(s.file / 1024)})`;
+    rows.push(["fresh pair: idle, split (anonymous / file-backed code pages)", split(m.idleSplitKiB.server), split(m.idleSplitKiB.agent)]);
+    rows.push(["fresh pair: right after a burst (8 streams upload)", split(m.afterBurstKiB.server), split(m.afterBurstKiB.agent)]);
+    rows.push([`fresh pair: ${m.restSeconds} s after the burst`, split(m.restedKiB.server), split(m.restedKiB.agent)]);
   }
   b.out(table(["", "server", "agent"], rows));
   if (m) b.out(`\n${n} idle streams opened in ${fmt(m.openSeconds)} s; ${fmt(m.perStreamKiB.total)} KiB per stream, server + agent.`);
@@ -147,6 +151,19 @@ export function evaluateTargets(f: Figures, s: Setup, x: Extras, perStreamKiB: n
   const pk = f.peakKiB.get(T);
   const growth = pk ? Math.max(pk[0] - s.plain.idleKiB[0], pk[1] - s.plain.idleKiB[1]) / 1024 : NaN;
   check(rows, "memory during throughput runs < 64 MiB above idle, each process", growth, (v) => v < 64, (v) => `+${v.toFixed(1)} MiB (larger of the two)`);
+  return rows;
+}
+
+/** Issue 15's memory targets, from the fresh pair (VmRSS; "larger of the two" processes). */
+export function memoryTargets(m: MemoryFigures | null): TargetRow[] {
+  const rows: TargetRow[] = [];
+  const larger = (f: (s: { rss: number }) => number, g: { server: { rss: number }; agent: { rss: number } } | undefined) =>
+    g ? Math.max(f(g.server), f(g.agent)) : NaN;
+  const idle = larger((s) => s.rss / 1024, m?.idleSplitKiB);
+  check(rows, "idle RSS ≤ 40 MiB per process", idle, (v) => v <= 40, (v) => `${v.toFixed(1)} MiB (larger of the two)`);
+  const rested = m ? Math.max(m.restedKiB.server.rss / m.idleSplitKiB.server.rss, m.restedKiB.agent.rss / m.idleSplitKiB.agent.rss) - 1 : NaN;
+  check(rows, `${m?.restSeconds ?? 60} s after a burst, RSS within 25% of idle`, rested * 100, (v) => v <= 25, (v) => `+${v.toFixed(0)}% (larger of the two)`);
+  check(rows, "idle streams ≤ 8 KiB each, server + agent (issue 15)", m?.perStreamKiB.total ?? NaN, (v) => v <= 8, (v) => `${v.toFixed(2)} KiB`);
   return rows;
 }
 

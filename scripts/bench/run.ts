@@ -4,10 +4,10 @@
  * and the idle-stream memory run on a fresh pair.
  */
 import { opensslAvailable } from "../lib/certs.ts";
-import { rssKiB } from "../lib/proc.ts";
+import { rssKiB, rssSplitKiB, type RssSplit } from "../lib/proc.ts";
 import { iperfExtra, sshMissing, startSocatRelays, startSshTunnel, wrkExtra, type Extra } from "./extras.ts";
 import { benchTests, type Figures, type PathDef } from "./figures.ts";
-import { holdIdle } from "./load.ts";
+import { holdIdle, upload } from "./load.ts";
 import { PARALLEL, SSH, type BenchOptions } from "./options.ts";
 import {
   baselineCommand,
@@ -192,6 +192,27 @@ export interface MemoryFigures {
   withStreamsKiB: { server: number; agent: number };
   afterCloseKiB: { server: number; agent: number };
   perStreamKiB: { server: number; agent: number; total: number };
+  /** Idle, split into anonymous memory and file-backed pages (the Bun executable's code), before any stream. */
+  idleSplitKiB: { server: RssSplit; agent: RssSplit };
+  /** Right after a burst (8 uploading streams), and `restSeconds` later with nothing moving. */
+  afterBurstKiB: { server: RssSplit; agent: RssSplit };
+  restedKiB: { server: RssSplit; agent: RssSplit };
+  restSeconds: number;
+}
+
+/** Seconds a pair rests after its burst before "RSS 60 s after a burst" is read (quick: shorter, labelled). */
+const REST_SECONDS = { full: 60, quick: 15 };
+
+/** The burst: 8 streams upload for 3 s (quick 1 s); then the pair rests. RSS of both processes after each. */
+async function burstAndRest(pair: Pair, target: Target, quick: boolean) {
+  const pids = [pair.server.proc.pid, pair.agent.proc.pid] as const;
+  const split = () => ({ server: rssSplitKiB(pids[0]), agent: rssSplitKiB(pids[1]) });
+  await upload(pair.routes.sink, 8, quick ? 1_000 : 3_000);
+  const afterBurstKiB = split();
+  await quiesce(target);
+  const restSeconds = quick ? REST_SECONDS.quick : REST_SECONDS.full;
+  await sleep(restSeconds * 1000);
+  return { afterBurstKiB, restedKiB: split(), restSeconds };
 }
 
 /**
@@ -204,6 +225,7 @@ export async function runMemory(b: Bench, target: Target): Promise<{ figures: Me
   const pair = await startPair(b.kids, target, { name: "memory", tls: null, command: roleCommand(o), extraEnv: {}, idleStreams: o.idleStreams });
   const [s0, a0] = pair.idleKiB;
   const pids = [pair.server.proc.pid, pair.agent.proc.pid] as const;
+  const idleSplitKiB = { server: rssSplitKiB(pids[0]), agent: rssSplitKiB(pids[1]) };
   let hold: Awaited<ReturnType<typeof holdIdle>> | null = null;
   let memory: MemoryFigures | null = null;
   let perStreamKiB = NaN;
@@ -219,7 +241,10 @@ export async function runMemory(b: Bench, target: Target): Promise<{ figures: Me
     await quiesce(target);
     await sleep(500);
     const [s2, a2] = pids.map(rssKiB) as [number, number];
+    const burst = await burstAndRest(pair, target, o.quick);
     memory = {
+      ...burst,
+      idleSplitKiB,
       idleStreams: o.idleStreams,
       openSeconds: openMs / 1000,
       idleKiB: { server: s0, agent: a0 },

@@ -58,3 +58,21 @@ export function sampleProc(pid: number): ProcSample | null {
   const rss = readRssKiB(pid);
   return rss === null ? null : { at: Date.now(), fds, rssKiB: rss };
 }
+
+/** Resident memory of `pid` split as /proc/<pid>/status reports it (KiB): anonymous, and file-backed (code pages). */
+export interface RssSplit {
+  rss: number;
+  anon: number;
+  file: number;
+}
+
+/** VmRSS, RssAnon and RssFile of `pid` in KiB; zeros if the process is gone. */
+export function rssSplitKiB(pid: number): RssSplit {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kib = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { rss: kib("VmRSS"), anon: kib("RssAnon"), file: kib("RssFile") };
+  } catch {
+    return { rss: 0, anon: 0, file: 0 };
+  }
+}
