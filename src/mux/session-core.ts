@@ -42,8 +42,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
   readonly streams = new Map<number, Stream>();
   readonly peerMaxFrame: number;
   private readonly writer: FrameWriter;
-  /** The writer's staging encoder (frames are appended here). */
-  protected readonly encoder: FrameEncoder;
+  protected readonly encoder: FrameEncoder; // the writer's staging encoder (frames are appended here)
   private blocked = new Set<Stream>();
   private nextStreamId = 1;
   protected highestStreamId = 0;
@@ -281,6 +280,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
       this.protocolError(new TunnelError("ERR_KEEPALIVE_TIMEOUT"));
       return;
     }
+    this.encoder.trim(); // a burst's staging memory goes back once everything is written
     new DataView(this.pingScratch.buffer).setFloat64(0, now);
     this.control();
     this.encoder.ping(this.pingScratch);

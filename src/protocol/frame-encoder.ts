@@ -46,11 +46,28 @@ export class FrameEncoder {
    * @param initialCapacity staging size in bytes, integer ≥ FRAME_HEADER_BYTES; default 65536.
    * @throws TunnelError ERR_INTERNAL on a bad capacity.
    */
-  constructor(initialCapacity: number = DEFAULT_INITIAL_CAPACITY) {
+  constructor(private readonly initialCapacity: number = DEFAULT_INITIAL_CAPACITY) {
     if (!Number.isInteger(initialCapacity) || initialCapacity < FRAME_HEADER_BYTES || initialCapacity > 2 ** 30) {
       throw misuse(`initial capacity ${initialCapacity}`);
     }
     this.buf = new Uint8Array(initialCapacity);
+  }
+
+  /** Staging size in bytes now (it doubles as needed; {@link trim} shrinks it back). */
+  get capacity(): number {
+    return this.buf.length;
+  }
+
+  /**
+   * Gives back staging memory a burst grew (up to 2 MiB per connection): with nothing pending, a buffer larger than
+   * the initial capacity is replaced by one of that size. Returns true if it shrank. Meant for a quiet moment (the
+   * session calls it on each heartbeat), not per write: a burst would only grow it again.
+   */
+  trim(): boolean {
+    if (this.end !== this.start || this.buf.length <= this.initialCapacity) return false;
+    this.buf = new Uint8Array(this.initialCapacity);
+    this.start = this.end = 0;
+    return true;
   }
 
   /** Bytes appended and not yet consumed. */

@@ -78,6 +78,22 @@ describe("FrameEncoder batching", () => {
     expect(enc.pending().subarray(16)).toEqual(big);
   });
 
+  test("trim gives a grown buffer back only when nothing is pending; frames after it are exact", () => {
+    const enc = new FrameEncoder(1024);
+    expect(enc.trim()).toBe(false); // not grown
+    enc.data(1, new Uint8Array(300_000).fill(3));
+    expect(enc.capacity).toBe(512 * 1024);
+    expect(enc.trim()).toBe(false); // bytes pending: kept
+    expect(enc.capacity).toBe(512 * 1024);
+    enc.consume(enc.pendingBytes - 5);
+    expect(enc.trim()).toBe(false);
+    enc.consume(5);
+    expect(enc.trim()).toBe(true);
+    expect([enc.capacity, enc.pendingBytes]).toEqual([1024, 0]);
+    enc.ack(7);
+    expect(enc.pending()).toEqual(oracleEncode([{ t: "ack", id: 7 }]));
+  });
+
   test("consume compacts only once the consumed prefix is half the buffer; appends compact before growing", () => {
     const enc = new FrameEncoder(64);
     enc.data(1, new Uint8Array(30)); // 40 bytes pending
