@@ -8,7 +8,8 @@ import { afterAll, afterEach, expect, test } from "bun:test";
 import { sourceCommand, spawnRole, type RoleProcess } from "../../scripts/lib/roles.ts";
 import { startMosnServer, type MosnServer } from "../support/mosn-server.ts";
 import { runVisitor, startEchoServer, waitFor } from "../support/net.ts";
-import { agent, server, stopAll } from "../support/tunnel.ts";
+import { agent, agentConfig, server, stopAll } from "../support/tunnel.ts";
+import { startAgent } from "../../src/agent/agent.ts";
 
 const SECRET = "mosn-secret-0123456789";
 const KiB = 1024;
@@ -119,4 +120,17 @@ test("both ways: our agent with TUNNEL_PROTOCOL=mosn on our server with TUNNEL_M
   await a.close(true);
   expect(performance.now() - started).toBeLessThan(5_000);
   await waitFor(() => [...srv.registry.rawHosts()].length === 0, "the raw hosts to be gone");
+});
+
+test("a refused handshake backs off and retries (MOSN's slot would die)", async () => {
+  const srv = await server({ TUNNEL_CLUSTERS: `edge=token:${SECRET}`, TUNNEL_ROUTES: "127.0.0.1:0=edge/web", TUNNEL_MOSN_AGENTS: "on", TUNNEL_AUTH_FAILURE_LIMIT: "0" });
+  const config = agentConfig({ TUNNEL_SERVERS: `127.0.0.1:${srv.agentPort}`, TUNNEL_PROTOCOL: "mosn", TUNNEL_CLUSTER: "edge", TUNNEL_CREDENTIAL: "wrong-secret-0123456789", TUNNEL_SERVICES: `web=127.0.0.1:${echo.port}`, TUNNEL_CONNECTIONS: "1", TUNNEL_RECONNECT_MAX_MS: "100" });
+  const a = await startAgent(config);
+  try {
+    await waitFor(() => (a.stats.handshakes.get(2) ?? 0) >= 3, "three refusals");
+    expect(a.slots[0]?.lastStatus).toBe(2);
+    expect([...srv.registry.rawHosts()]).toHaveLength(0);
+  } finally {
+    await a.close(false);
+  }
 });
