@@ -69,11 +69,13 @@ export class MosnAgents {
       hostName: a.info.host_name !== "" ? a.info.host_name : (ipOfKey(addressKey(socket.remoteAddress, 0)) ?? socket.remoteAddress),
       weight: Math.max(1, a.info.weight),
     };
-    const link = new RawLink(socket, id, this.events(), a.rest);
+    const link = new RawLink(socket, id, this.events());
     socket.data.owner = link;
     this.registry.addRaw(link);
     this.stats.rawJoined(link);
     log.info("MOSN agent connection joined", { connectionId: id.connectionId, cluster: id.cluster, hostName: id.hostName, weight: id.weight, remote: addressKey(link.remoteAddress, link.remotePort) });
+    // Bytes behind the InitInfo: kept for the first visitor, within the idle bound (a copy: `rest` views a read).
+    if (a.rest.byteLength > 0) link.onData(a.rest.slice());
   }
 
   /**

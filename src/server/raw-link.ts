@@ -54,8 +54,6 @@ export class RawLink implements RawHost, SocketOwner {
     private readonly socket: NetSocket,
     id: RawIdentity,
     private readonly events: RawLinkEvents,
-    /** Bytes that came behind the InitInfo frame. */
-    rest: Uint8Array,
   ) {
     this.connectionId = id.connectionId;
     this.cluster = id.cluster;
@@ -63,7 +61,6 @@ export class RawLink implements RawHost, SocketOwner {
     this.weight = id.weight;
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort ?? 0;
-    if (rest.byteLength > 0) this.keep(rest.slice());
   }
 
   get idle(): boolean {
@@ -107,7 +104,8 @@ export class RawLink implements RawHost, SocketOwner {
       this.socket.terminate();
       return;
     }
-    this.keep(chunk);
+    this.early.push(chunk);
+    this.earlyBytes += chunk.byteLength;
   }
 
   onDrain(): void {}
@@ -123,10 +121,6 @@ export class RawLink implements RawHost, SocketOwner {
     this.events.gone(this, error ? `reset: ${error.message}` : "closed by the agent");
   }
 
-  private keep(chunk: Uint8Array): void {
-    this.early.push(chunk);
-    this.earlyBytes += chunk.byteLength;
-  }
 
   private visitorDone(r: SpliceResult): void {
     this.state = "closed";

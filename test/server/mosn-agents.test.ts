@@ -166,6 +166,29 @@ describe("bad handshakes get MOSN's statuses; our own agents are unaffected", ()
   });
 });
 
+describe("hostile MOSN peers", () => {
+  test("an idle raw connection that sends more than 64 KiB is closed; a malformed GracefulClose is answered 18; the server carries on", async () => {
+    const srv = await mosnServer();
+    const init = mosnFrame(1, mosnInitInfoJson("edge", "token", SECRET));
+    const flood = new Uint8Array(init.length + 70 * KiB).fill(0x61);
+    flood.set(init);
+    const closed = await new Promise<boolean>((resolve) => {
+      const c = net.createConnection({ host: "127.0.0.1", port: srv.agentPort });
+      c.on("connect", () => c.write(Buffer.from(flood))); // node buffers what the socket cannot take yet
+      c.on("error", () => {});
+      c.on("close", () => resolve(true));
+      c.resume();
+    });
+    expect(closed).toBe(true);
+    await waitFor(() => [...srv.registry.rawHosts()].length === 0, "the flooding raw host to be gone");
+    const bad = mosnFrame(3, `{"addresses":"127.0.0.1:1","cluster_name":"edge"}`);
+    expect(await handshakeStatus(srv.agentPort, bad)).toEqual({ status: 18, closed: true });
+    await mosnAgent(srv);
+    await waitFor(() => idleRaw(srv) === 1, "a well-behaved MOSN agent");
+    expect((await runVisitor({ port: srv.routePorts[0] as number, seed: 2100, sendBytes: 16 * KiB })).ok).toBe(true);
+  });
+});
+
 describe("GracefulClose", () => {
   /** Sends a GracefulClose for `addresses` from `from` and waits until the server closes the connection. */
   function gracefulClose(port: number, from: string, addresses: string[], cluster = "edge"): Promise<void> {
