@@ -91,6 +91,14 @@ const AGENT_RULES: readonly CrossRule[] = [
     message: () => "TUNNEL_TLS_CERT and TUNNEL_TLS_KEY go together: set both or neither",
   },
   {
+    vars: ["TUNNEL_PROTOCOL", "TUNNEL_SERVICES"],
+    ok: (x) => x.TUNNEL_PROTOCOL !== "mosn" || (x.TUNNEL_SERVICES?.length === 1 && x.TUNNEL_SERVICES[0]?.proxyProtocol === null),
+    message: (x) =>
+      `TUNNEL_SERVICES: TUNNEL_PROTOCOL=mosn splices each connection to one service (MOSN's hosting listener): ` +
+      `name exactly one, without proxy= (the server tells no visitor address); got ${x.TUNNEL_SERVICES?.length ?? 0}` +
+      `${x.TUNNEL_SERVICES?.some((s) => s.proxyProtocol !== null) ? " with proxy=" : ""}`,
+  },
+  {
     vars: ["TUNNEL_TLS_PIN", "TUNNEL_TLS_CA"],
     ok: (x) => x.TUNNEL_TLS_PIN === undefined || x.TUNNEL_TLS_CA === undefined,
     message: () => "TUNNEL_TLS_PIN and TUNNEL_TLS_CA: set one (a pin replaces CA verification)",

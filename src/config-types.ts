@@ -47,6 +47,7 @@ export interface ServerConfig extends CommonConfig {
   /** Per-source penalties for failed authentication (server/gate.ts AuthPenalties). */
   authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
   shutdownGraceMs: number;
+  /** TUNNEL_MOSN_AGENTS: plain MOSN agents join as raw hosts. */ mosnAgents: boolean;
 }
 /** A target the agent may dial, by service name. */
 export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null }
@@ -63,6 +64,7 @@ export interface AgentConfig extends CommonConfig {
   discoveryIntervalMs: number; dnsServers: string[];
   /** Inbound budgets (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES). */
   inboundMaxBytesPerConnection: number; inboundMaxBytes: number;
+  /** TUNNEL_PROTOCOL: our stream protocol, or a MOSN agent's raw connections. */ protocol: "backchannel" | "mosn";
 }
 /** A loaded configuration. */
 export type Config = ServerConfig | AgentConfig;

@@ -174,6 +174,9 @@ export const SPECS = {
     meaning: "Longest penalty; at least TUNNEL_AUTH_PENALTY_MS.", schema: intSchema(1, 86_400_000) }),
   TUNNEL_ACCESS_LOG: spec({ modes: SERVER, syntax: "on|off", default: "on", fallback: "on",
     meaning: "Log one line per visitor stream when it ends.", schema: boolSchema() }),
+  TUNNEL_MOSN_AGENTS: spec({ modes: SERVER, syntax: "on|off", default: "off", fallback: "off",
+    meaning: "Also accept plain MOSN tunnel agents (an InitInfo without extra.backchannel): each of their connections " +
+      "becomes a raw host of its cluster that carries one visitor at a time, byte for byte.", schema: boolSchema() }),
   TUNNEL_SHUTDOWN_GRACE_MS: spec({ modes: SERVER, syntax: `0..${HOUR_MS}`, default: "15000", fallback: "15000",
     meaning: "On SIGTERM, how long in-flight streams may take to finish before the server exits.",
     schema: intSchema(0, HOUR_MS) }),
@@ -203,6 +206,10 @@ export const SPECS = {
     required: true, listValue: true,
     meaning: "The only targets the agent dials, by service name; proxy= sends a PROXY protocol header.",
     schema: listSchema(parseServices) }),
+  TUNNEL_PROTOCOL: spec({ modes: AGENT, syntax: "backchannel|mosn", default: "backchannel", fallback: "backchannel",
+    meaning: "mosn joins a MOSN tunnel server as a MOSN agent does: each connection, after its handshake, is spliced " +
+      "to a new connection to the one service of TUNNEL_SERVICES, and redialled when either side closes.",
+    schema: enumSchema(["backchannel", "mosn"]) }),
   TUNNEL_CONNECTIONS: spec({ modes: AGENT, syntax: "1..64", default: "2", fallback: "2",
     meaning: "Data connections kept to each server.", schema: intSchema(1, 64) }),
   TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION: spec({ modes: AGENT, syntax: "65536..1099511627776", ...defaulted(64 * MiB),

@@ -161,6 +161,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       authPenaltyMaxMs: must(x.TUNNEL_AUTH_PENALTY_MAX_MS),
       accessLog: must(x.TUNNEL_ACCESS_LOG),
       shutdownGraceMs: must(x.TUNNEL_SHUTDOWN_GRACE_MS),
+      mosnAgents: must(x.TUNNEL_MOSN_AGENTS),
     };
   }
   return {
@@ -187,6 +188,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     dnsServers: x.TUNNEL_DNS_SERVERS ?? [],
     inboundMaxBytesPerConnection: must(x.TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION),
     inboundMaxBytes: must(x.TUNNEL_INBOUND_MAX_BYTES),
+    protocol: must(x.TUNNEL_PROTOCOL),
   };
 }
 

@@ -127,6 +127,8 @@ const ROWS: Record<string, Row> = {
     valid: [["5", 5]], invalid: ["x"] },
   TUNNEL_ACCESS_LOG: { mode: "server", field: (c) => s(c).accessLog, def: true,
     valid: [["off", false]], invalid: ["sometimes"] },
+  TUNNEL_MOSN_AGENTS: { mode: "server", field: (c) => s(c).mosnAgents, def: false,
+    valid: [["on", true], ["off", false]], invalid: ["mosn"] },
   TUNNEL_AUTH_FAILURE_LIMIT: { mode: "server", field: (c) => s(c).authFailureLimit, def: 5,
     valid: [["0", 0], ["1000000", 1000000]], invalid: ["-1", "1000001", "x"] },
   TUNNEL_AUTH_FAILURE_WINDOW_MS: { mode: "server", field: (c) => s(c).authFailureWindowMs, def: 60000,
@@ -167,6 +169,8 @@ const ROWS: Record<string, Row> = {
       "web=h:1,web=h:2", "bad name=h:1", ","] },
   TUNNEL_CONNECTIONS: { mode: "agent", field: (c) => a(c).connections, def: 2,
     valid: [["1", 1], ["64", 64], [" 8 ", 8]], invalid: ["abc", "0", "65", "1e1", "0x10", "-1", "2.5"] },
+  TUNNEL_PROTOCOL: { mode: "agent", field: (c) => a(c).protocol, def: "backchannel",
+    valid: [["mosn", "mosn"], ["BACKCHANNEL", "backchannel"]], invalid: ["yamux"] },
   TUNNEL_WEIGHT: { mode: "agent", field: (c) => a(c).weight, def: 10, valid: [["1", 1], ["100", 100]],
     invalid: ["0", "101"] },
   TUNNEL_HOSTNAME: { mode: "agent", field: (c) => a(c).hostname, def: "test-host",
@@ -307,6 +311,14 @@ describe("cross-variable rules", () => {
     expect(errors("agent", { TUNNEL_CREDENTIAL_POLICY: "mtls" })[0]).toContain("TUNNEL_TLS_CERT");
     expect(a(ok("agent", { TUNNEL_CREDENTIAL_POLICY: "mtls", TUNNEL_TLS_CERT: "/c", TUNNEL_TLS_KEY: "/k" })).credentialPolicy).toBe("mtls");
     expect(errors("agent", { TUNNEL_TLS_CERT: "/c" })).toEqual(["TUNNEL_TLS_CERT and TUNNEL_TLS_KEY go together: set both or neither"]);
+  });
+  test("TUNNEL_PROTOCOL=mosn takes exactly one service, without proxy=", () => {
+    expect(a(ok("agent", { TUNNEL_PROTOCOL: "mosn" })).protocol).toBe("mosn");
+    expect(errors("agent", { TUNNEL_PROTOCOL: "mosn", TUNNEL_SERVICES: "a=127.0.0.1:1,b=127.0.0.1:2" })).toEqual([
+      expect.stringMatching(/^TUNNEL_SERVICES: TUNNEL_PROTOCOL=mosn .* name exactly one, .*got 2$/)]);
+    expect(errors("agent", { TUNNEL_PROTOCOL: "mosn", TUNNEL_SERVICES: "a=127.0.0.1:1;proxy=v2" })).toEqual([
+      expect.stringMatching(/got 1 with proxy=$/)]);
+    expect(a(ok("agent", { TUNNEL_SERVICES: "a=127.0.0.1:1,b=127.0.0.1:2" })).protocol).toBe("backchannel");
   });
 });
 

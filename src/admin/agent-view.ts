@@ -6,6 +6,7 @@ import pkg from "../../package.json" with { type: "json" };
 import type { AgentConfig } from "../config.ts";
 import type { AgentHandle } from "../agent/agent.ts";
 import type { ConnectionSlot, SlotState } from "../agent/connection.ts";
+import type { RawSlot } from "../agent/raw-slot.ts";
 import { addTally, splitKey, type StreamTally } from "../stats/tally.ts";
 import { MetricsRegistry, type Sample } from "./metrics.ts";
 import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts";
@@ -76,7 +77,7 @@ function metrics(config: AgentConfig, handle: AgentHandle): () => string {
   };
 }
 
-function slotStatus(s: ConnectionSlot) {
+function slotStatus(s: ConnectionSlot | RawSlot) {
   const rtt = s.session?.rttMs ?? -1;
   return {
     slot: s.slot,
@@ -102,6 +103,8 @@ function status(config: AgentConfig, handle: AgentHandle, ready: boolean) {
     uptimeSeconds: Math.round(process.uptime()),
     cluster: config.cluster,
     hostName: config.hostname,
+    /** TUNNEL_PROTOCOL: `mosn` slots are raw connections (no connection id, RTT or streams beyond 0/1). */
+    protocol: config.protocol,
     totals: {
       streamsOpen: stats.openStreams.size,
       streamsTotal: total((t) => t.streams),

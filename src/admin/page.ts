@@ -155,10 +155,11 @@ function render(s) {
       const agents = new Set(c.hosts.map((h) => h.hostName)).size;
       detail.push(el("h2", "", "Cluster " + c.name + " ", el("span", "muted", "(" + c.policy + ", " + agents +
         " agent" + (agents === 1 ? "" : "s") + ", " + c.hosts.length + " connections)")));
-      detail.push(table(["Agent", "Connection", "Remote", "Weight", "Streams", "Total", "Upstream", "Downstream", "RTT ms",
-        "Connected", "State"], [3, 4, 5, 6, 7, 8],
-        c.hosts.map((h) => [h.hostName, h.connectionId, h.remoteAddress, h.weight, h.streams, h.streamsTotal,
-          bytes(h.upBytes), bytes(h.downBytes), h.rttMs, duration((Date.parse(s.now) - Date.parse(h.connectedAt)) / 1000) + " ago", h.draining ? "draining" : "ready"])));
+      detail.push(table(["Agent", "Kind", "Connection", "Remote", "Weight", "Streams", "Total", "Upstream", "Downstream", "RTT ms",
+        "Connected", "State"], [4, 5, 6, 7, 8, 9],
+        c.hosts.map((h) => [h.hostName, h.kind, h.connectionId, h.remoteAddress, h.weight, h.streams, h.streamsTotal,
+          bytes(h.upBytes), bytes(h.downBytes), h.rttMs, duration((Date.parse(s.now) - Date.parse(h.connectedAt)) / 1000) + " ago",
+          h.kind === "raw" ? h.state : h.draining ? "draining" : "ready"])));
     }
     detail.push(el("h2", "", "Routes"));
     detail.push(table(["Listen", "Name", "Cluster", "Service", "Routed", "Open", "Total", "Refused"], [4, 5, 6, 7],

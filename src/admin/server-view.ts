@@ -7,7 +7,8 @@ import type { RouteConfig, ServerConfig } from "../config.ts";
 import { formatHostPort } from "../config-parse.ts";
 import { groupByAddress, matchText } from "../config-routes.ts";
 import type { ServerHandle } from "../server/server.ts";
-import type { Host } from "../server/registry.ts";
+import type { Host, RawHost } from "../server/registry.ts";
+import type { ServerStats } from "../server/stats.ts";
 import { addTally, splitKey, type StreamTally } from "../stats/tally.ts";
 import { MetricsRegistry, type Labels, type Sample } from "./metrics.ts";
 import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts";
@@ -32,13 +33,32 @@ function route(label: string): { cluster: string; service: string } {
   return slash < 0 ? { cluster: "", service: label } : { cluster: label.slice(0, slash), service: label.slice(slash + 1) };
 }
 
-/** Open streams by `route\0agent host name`, with their bytes so far. */
-function liveTallies(hosts: Iterable<Host>): Map<string, StreamTally> {
+/** Open streams (and raw connections' visitors) by `route\0agent host name`, with their bytes so far. */
+function liveTallies(stats: ServerStats): Map<string, StreamTally> {
   const live = new Map<string, StreamTally>();
-  for (const h of hosts) {
+  for (const h of stats.hosts) {
     for (const s of h.session.streams.values()) addTally(live, `${s.label}\u0000${h.hostName}`, s.bytesOut, s.bytesIn);
   }
+  for (const r of stats.rawHosts) {
+    const c = r.carrying;
+    if (c !== null) addTally(live, `${c.label}\u0000${r.hostName}`, c.upBytes, c.downBytes);
+  }
   return live;
+}
+
+/** Raw connections (plain MOSN agents) by cluster, agent and state: `idle` (available) or `busy` (carrying a visitor). */
+function rawConnectionSamples(stats: ServerStats): Sample[] {
+  const counts = new Map<string, { idle: number; busy: number }>();
+  for (const r of stats.rawHosts) {
+    const key = `${r.cluster}\u0000${r.hostName}`;
+    const c = counts.get(key) ?? { idle: 0, busy: 0 };
+    c[r.carrying !== null ? "busy" : "idle"]++;
+    counts.set(key, c);
+  }
+  return [...counts].flatMap(([key, c]): Sample[] => {
+    const [cluster = "", agent = ""] = splitKey(key);
+    return [[{ cluster, agent, state: "idle" }, c.idle], [{ cluster, agent, state: "busy" }, c.busy]];
+  });
 }
 
 function* tallySamples(
@@ -89,7 +109,7 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
   const registry = processMetrics(new MetricsRegistry(), "server")
     .gauge("backchannel_server_agents", "Agents (host names) with at least one data connection, by cluster.", () => {
       const agents = new Map<string, Set<string>>(config.clusters.map((c) => [c.name, new Set()]));
-      for (const h of stats.hosts) agents.get(h.cluster)?.add(h.hostName);
+      for (const h of [...stats.hosts, ...stats.rawHosts]) agents.get(h.cluster)?.add(h.hostName);
       return [...agents].map(([cluster, names]): Sample => [{ cluster }, names.size]);
     })
     .gauge("backchannel_server_connections", "Agent data connections by cluster, agent and state (ready, draining).", () => {
@@ -106,6 +126,9 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
         return [[{ cluster, agent, state: "ready" }, c.ready], [{ cluster, agent, state: "draining" }, c.draining]];
       });
     })
+    .gauge("backchannel_server_raw_connections",
+      "Raw connections of plain MOSN agents by cluster, agent and state (idle: available; busy: carrying a visitor).",
+      () => rawConnectionSamples(stats))
     .counter("backchannel_server_handshakes_total", "Agent handshakes by response status (no_response: none was sent).", () =>
       [...stats.handshakes].map(([status, n]): Sample => [{ status: handshakeStatusLabel(status) }, n]))
     .gauge("backchannel_server_streams_open", "Visitor streams open now, by cluster, service and agent.", () =>
@@ -145,7 +168,7 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
     });
   nameMetrics(registry, config, handle);
   return () => {
-    live = liveTallies(stats.hosts);
+    live = liveTallies(stats);
     return registry.render();
   };
 }
@@ -162,6 +185,7 @@ function hostStatus(handle: ServerHandle, h: Host) {
   const ended = handle.stats.endedByHost.get(h);
   const rtt = h.session.rttMs;
   return {
+    kind: "mux" as const,
     hostName: h.hostName,
     weight: handle.registry.weightOf(h.cluster, h.hostName) ?? h.weight,
     connectionId: h.connectionId,
@@ -177,6 +201,28 @@ function hostStatus(handle: ServerHandle, h: Host) {
   };
 }
 
+/** A raw connection as /api/status shows it: the fields of a host, `kind: "raw"` and `state` idle or busy. */
+function rawStatus(handle: ServerHandle, r: RawHost) {
+  const c = r.carrying;
+  const ended = handle.stats.endedByRaw.get(r);
+  return {
+    kind: "raw" as const,
+    hostName: r.hostName,
+    weight: r.weight,
+    connectionId: r.connectionId,
+    remoteAddress: r.remoteAddress,
+    slot: null,
+    streams: c === null ? 0 : 1,
+    streamsTotal: (c === null ? 0 : 1) + (ended?.streams ?? 0),
+    upBytes: (c?.upBytes ?? 0) + (ended?.upBytes ?? 0),
+    downBytes: (c?.downBytes ?? 0) + (ended?.downBytes ?? 0),
+    rttMs: null,
+    connectedAt: new Date(r.connectedAt).toISOString(),
+    draining: false,
+    state: c === null ? ("idle" as const) : ("busy" as const),
+  };
+}
+
 function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
   const { stats } = handle;
   const named = namedRouteIndexes(config);
@@ -184,7 +230,10 @@ function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
   const clusters = config.clusters.map((c) => ({
     name: c.name,
     policy: c.policy,
-    hosts: hosts.filter((h) => h.cluster === c.name).map((h) => hostStatus(handle, h)),
+    hosts: [
+      ...hosts.filter((h) => h.cluster === c.name).map((h) => hostStatus(handle, h)),
+      ...[...stats.rawHosts].filter((r) => r.cluster === c.name).map((r) => rawStatus(handle, r)),
+    ],
   }));
   // Ended streams' bytes are in stats; open streams' so far are read from them.
   const openByRoute = new Map<string, number>();
@@ -196,6 +245,13 @@ function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
       upBytes += s.bytesOut;
       downBytes += s.bytesIn;
     }
+  }
+  for (const r of stats.rawHosts) {
+    const c = r.carrying;
+    if (c === null) continue;
+    openByRoute.set(c.label, (openByRoute.get(c.label) ?? 0) + 1);
+    upBytes += c.upBytes;
+    downBytes += c.downBytes;
   }
   return {
     mode: "server" as const,

@@ -1,7 +1,8 @@
 /**
  * Agent role: keeps a Peer (TUNNEL_CONNECTIONS data connections + one aside connection) for every server it knows
  * and serves the streams servers open, dialling only TUNNEL_SERVICES. Servers come from TUNNEL_SERVERS (static:
- * never removed) and TUNNEL_SERVER_DISCOVERY (reconciled on every snapshot: new → connect, gone → drain).
+ * never removed) and TUNNEL_SERVER_DISCOVERY (reconciled on every snapshot: new → connect, gone → drain). With
+ * TUNNEL_PROTOCOL=mosn each server gets a MosnPeer instead: raw connections spliced to the one service (SPEC.md §7).
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -15,17 +16,22 @@ import { logger } from "../log.ts";
 import type { ConnectionSlot, SlotContext } from "./connection.ts";
 import { startDiscovery, type Discovery } from "./discovery.ts";
 import { Peer } from "./peer.ts";
+import { MosnPeer } from "./mosn-peer.ts";
+import type { RawSlot } from "./raw-slot.ts";
 import { Services } from "./services.ts";
 import { AgentStats } from "./stats.ts";
 
 const log = logger("agent");
 
+/** A server the agent serves: our protocol's Peer, or a MosnPeer under TUNNEL_PROTOCOL=mosn. */
+export type AnyPeer = Peer | MosnPeer;
+
 /** A running agent. */
 export interface AgentHandle {
   /** Current peers by `host:port`. */
-  readonly peers: ReadonlyMap<string, Peer>;
+  readonly peers: ReadonlyMap<string, AnyPeer>;
   /** Every data connection slot of every current peer. */
-  readonly slots: readonly ConnectionSlot[];
+  readonly slots: readonly (ConnectionSlot | RawSlot)[];
   readonly services: Services;
   readonly stats: AgentStats;
   /** Bound port of the admin endpoint, or null when it is off. */
@@ -71,7 +77,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   const services = new Services(config);
   const stats = new AgentStats();
   const ctx = slotContext({ config, services, stats, instance: randomUUID(), random: opts.random ?? Math.random }, () => tls?.get());
-  const peers = new Map<string, Peer>();
+  const peers = new Map<string, AnyPeer>();
   const staticKeys = new Set<string>();
   let closing: Promise<void> | null = null;
 
@@ -80,7 +86,8 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     if (peers.has(key) || closing) return;
     // TLS checks the server's name, not the address it resolved to (unless TUNNEL_TLS_SERVER_NAME is set).
     const named = tlsName !== undefined && tls !== null && config.tlsServerName === null;
-    const peer = new Peer(named ? slotContext(ctx, () => ({ ...tls?.get(), serverName: tlsName })) : ctx, hp.host, hp.port);
+    const peerCtx = named ? slotContext(ctx, () => ({ ...tls?.get(), serverName: tlsName })) : ctx;
+    const peer = config.protocol === "mosn" ? new MosnPeer(peerCtx, hp.host, hp.port) : new Peer(peerCtx, hp.host, hp.port);
     peers.set(key, peer);
     peer.start();
   };
@@ -98,6 +105,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     servers: [...peers.keys()],
     discovery: config.serverDiscovery ? config.serverDiscovery.kind : "off",
     connections: config.connections,
+    protocol: config.protocol,
     services: config.services.map((s) => s.name),
   });
 
@@ -105,7 +113,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   const handle: AgentHandle = {
     peers,
     get slots() {
-      return [...peers.values()].flatMap((p) => p.slots);
+      return [...peers.values()].flatMap((p): (ConnectionSlot | RawSlot)[] => p.slots);
     },
     services,
     stats,
@@ -144,7 +152,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
  */
 function followDiscovery(
   config: AgentConfig,
-  peers: Map<string, Peer>,
+  peers: Map<string, AnyPeer>,
   staticKeys: ReadonlySet<string>,
   addPeer: (hp: HostPort, tlsName?: string) => void,
   stats: AgentStats,
@@ -173,7 +181,7 @@ function followDiscovery(
 }
 
 /** Resolves once every peer has a ready data connection; rejects after `timeoutMs`. */
-async function allReady(peers: ReadonlyMap<string, Peer>, timeoutMs: number): Promise<void> {
+async function allReady(peers: ReadonlyMap<string, AnyPeer>, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (peers.size === 0 || ![...peers.values()].every((p) => p.ready)) {
     if (performance.now() > deadline) throw new Error("agent not connected to every server in time");

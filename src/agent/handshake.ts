@@ -46,6 +46,26 @@ export function encodeInitInfo(config: AgentConfig, who: HelloOf, binding: strin
   });
 }
 
+/**
+ * The encoded ConnectionInitInfo of a TUNNEL_PROTOCOL=mosn connection (SPEC.md §7): MOSN's six keys with `extra`
+ * null, so a MOSN tunnel server (or ours with TUNNEL_MOSN_AGENTS) takes it as a plain MOSN agent. Policy `none` is
+ * sent as MOSN's empty policy (no authentication).
+ */
+export function encodeMosnInitInfo(config: AgentConfig, binding: string): Uint8Array {
+  const policy = config.credentialPolicy === "none" ? "" : config.credentialPolicy;
+  return encodeHandshake({
+    flag: HandshakeFlag.INIT_INFO,
+    body: {
+      cluster_name: config.cluster,
+      weight: config.weight,
+      host_name: config.hostname,
+      credential_policy: policy,
+      credential: makeCredential(config.credentialPolicy, config.credential, config.cluster, config.hostname, binding),
+      extra: null,
+    },
+  });
+}
+
 /** What the handshake reports to its connection slot (exactly one of the two, once). */
 export interface HandshakeOutcome {
   /** The server answered (any status); `rest` is what followed the response in the same read. */

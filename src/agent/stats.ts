@@ -47,6 +47,11 @@ export class AgentStats {
     }
   }
 
+  /** A TUNNEL_PROTOCOL=mosn connection that carried bytes ended: counted as one stream of `service`. */
+  rawEnded(service: string, upBytes: number, downBytes: number): void {
+    addTally(this.ended, service, upBytes, downBytes);
+  }
+
   /** A server left discovery: drop its per-server counters. */
   forgetServer(server: string): void {
     this.reconnects.delete(server);

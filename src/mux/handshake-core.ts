@@ -18,15 +18,16 @@ export type HandshakeFailure = "malformed" | "lost" | "gone";
 /** The frame of flag `F`. */
 export type FrameOf<F extends HandshakeFlag> = Extract<HandshakeMessage, { flag: F }>;
 
-/** Owns a socket until one handshake frame with flag `F` arrived. Subclasses say what it means and how to fail. */
+/** Owns a socket until one handshake frame with a flag of `F` arrived. Subclasses say what it means and how to fail. */
 export abstract class HandshakeCore<F extends HandshakeFlag> implements SocketOwner {
   state: HandshakeState = "waiting";
   private readonly decoder: HandshakeDecoder;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
-  /** `flag`: the only frame accepted here; `maxBodyBytes`: the body limit (default 16 KiB). */
-  constructor(flag: F, maxBodyBytes?: number) {
-    this.decoder = new HandshakeDecoder({ accept: [flag], ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }) });
+  /** `flags`: the frames accepted here (others are malformed); `maxBodyBytes`: the body limit (default 16 KiB). */
+  constructor(flags: F | readonly F[], maxBodyBytes?: number) {
+    const accept: readonly number[] = typeof flags === "number" ? [flags] : flags;
+    this.decoder = new HandshakeDecoder({ accept, ...(maxBodyBytes === undefined ? {} : { maxBodyBytes }) });
   }
 
   /** Starts the deadline: after `timeoutMs` without a frame, the handshake fails with ERR_HANDSHAKE_TIMEOUT. */

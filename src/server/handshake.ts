@@ -4,9 +4,11 @@
  * §1.2): unknown policy or not the cluster's policy → 3, unknown cluster → 4, credential that does not verify → 2,
  * then ours (16, 18), else 1. With TUNNEL_TLS_CLIENT_CA every connection must present a client certificate that
  * verifies against it (`socket.authorized`, checked here once TLS completes) or it is refused with 2. The decoder,
- * deadline and settle are HandshakeCore's (mux/handshake-core.ts); the gate before it is gate.ts.
+ * deadline and settle are HandshakeCore's (mux/handshake-core.ts); the gate before it is gate.ts. With
+ * TUNNEL_MOSN_AGENTS=on an InitInfo without `extra.backchannel` is a plain MOSN agent's (a raw connection, SPEC.md
+ * §7; its empty policy reads as `none`), and a GracefulClose may come as the first frame instead.
  */
-import { encodeHandshake, readBackchannelHello, type BackchannelHello, type ConnectionInitInfo } from "../protocol/handshake.ts";
+import { encodeHandshake, readBackchannelHello, type BackchannelHello, type ConnectionInitInfo, type GracefulClose } from "../protocol/handshake.ts";
 import { HandshakeFlag, HandshakeStatus, STREAM_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { verifyCredential, type ReplayGuard } from "../auth/credential.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
@@ -15,6 +17,7 @@ import type { NetSocket } from "../transport/tcp.ts";
 import { channelBinding } from "../transport/tls.ts";
 import { HandshakeCore, type FrameOf, type HandshakeFailure } from "../mux/handshake-core.ts";
 import { AUTH_FAILURE_STATUSES, type AuthPenalties } from "./gate.ts";
+import type { AcceptedRaw } from "./mosn-agents.ts";
 
 const KNOWN_POLICIES = new Set(["token", "hmac-sha256", "mtls", "none"]);
 
@@ -36,6 +39,10 @@ export interface HandshakeContext {
   readonly penalties?: AuthPenalties;
   /** Called once with the outcome; on success the callee writes the response and takes the socket over. */
   onAccepted(socket: NetSocket, accepted: AcceptedHandshake): void;
+  /** As onAccepted, for a plain MOSN agent's connection (TUNNEL_MOSN_AGENTS=on only). */
+  onRawAccepted(socket: NetSocket, accepted: AcceptedRaw): void;
+  /** A GracefulClose came as the first frame (TUNNEL_MOSN_AGENTS=on only); the callee takes the socket over. */
+  onGracefulClose(socket: NetSocket, body: GracefulClose): void;
   /** Called once on failure, after the response (if any) was written. */
   onRefused(socket: NetSocket, status: number | null, error: TunnelError): void;
   /** Called once when the handshake phase ends, either way (releases pending-handshake slots). */
@@ -55,25 +62,35 @@ export function certificateIdentities(socket: NetSocket): string[] {
   return ids;
 }
 
-/** The outcome of {@link decideStatus}: success with the cluster and hello, or a refusal with its reason. */
+/**
+ * The outcome of {@link decideStatus}: success with the cluster and hello (null: a plain MOSN agent, admitted as a
+ * raw connection), or a refusal with its reason.
+ */
 export type Decision =
-  | { status: typeof HandshakeStatus.SUCCESS; cluster: ClusterConfig; hello: BackchannelHello }
+  | { status: typeof HandshakeStatus.SUCCESS; cluster: ClusterConfig; hello: BackchannelHello | null }
   | { status: number; error: TunnelError };
 
 function refusal(status: number, code: ErrorCode, why: string): Decision {
   return { status, error: new TunnelError(code, `handshake refused with status ${status}: ${why}`) };
 }
 
-/** Decides the status for a decoded InitInfo (SPEC.md §1.2 order). Pure apart from the replay guard. */
+/**
+ * Decides the status for a decoded InitInfo (SPEC.md §1.2 order). `mosnAgents`: an InitInfo without
+ * `extra.backchannel` is a plain MOSN agent's (SPEC.md §7), whose empty policy means `none`. Pure apart from the
+ * replay guard.
+ */
 export function decideStatus(
   info: ConnectionInitInfo,
-  ctx: Pick<HandshakeContext, "clusters" | "replay">,
+  ctx: Pick<HandshakeContext, "clusters" | "replay"> & { mosnAgents?: boolean },
   peer: { identities(): string[]; binding(): string },
 ): Decision {
-  if (!KNOWN_POLICIES.has(info.credential_policy)) return refusal(HandshakeStatus.VALIDATOR_NOT_FOUND, "ERR_AUTH", "unknown credential policy");
+  const hello = readBackchannelHello(info);
+  const raw = hello === null && ctx.mosnAgents === true;
+  const policy = raw && info.credential_policy === "" ? "none" : info.credential_policy;
+  if (!KNOWN_POLICIES.has(policy)) return refusal(HandshakeStatus.VALIDATOR_NOT_FOUND, "ERR_AUTH", "unknown credential policy");
   const cluster = ctx.clusters.get(info.cluster_name);
   if (cluster === undefined) return refusal(HandshakeStatus.CLUSTER_NOT_EXIST, "ERR_AUTH", "unknown cluster");
-  if (cluster.policy !== info.credential_policy) return refusal(HandshakeStatus.VALIDATOR_NOT_FOUND, "ERR_AUTH", "not the cluster's policy");
+  if (cluster.policy !== policy) return refusal(HandshakeStatus.VALIDATOR_NOT_FOUND, "ERR_AUTH", "not the cluster's policy");
   let ok: boolean;
   switch (cluster.policy) {
     case "none":
@@ -84,22 +101,25 @@ export function decideStatus(
       // its aside speaks for): a certificate of edge-1 cannot join as edge-2.
       const ids = peer.identities();
       const allowed = cluster.allowedIdentities.length > 0 ? cluster.allowedIdentities : [cluster.name];
-      ok = ids.some((id) => allowed.includes(id)) && ids.includes(info.host_name);
+      // A MOSN agent sends no host name: it is then named by its address (raw connections only).
+      ok = ids.some((id) => allowed.includes(id)) && (ids.includes(info.host_name) || (raw && info.host_name === ""));
       break;
     }
     default:
       ok = verifyCredential(cluster.policy, cluster.secret ?? "", info.credential, cluster.name, info.host_name, ctx.replay, peer.binding());
   }
   if (!ok) return refusal(HandshakeStatus.AUTH_FAILED, "ERR_AUTH", "credential does not verify");
-  const hello = readBackchannelHello(info);
+  if (raw) return { status: HandshakeStatus.SUCCESS, cluster, hello: null };
   if (hello instanceof TunnelError) return { status: HandshakeStatus.MALFORMED, error: hello };
   if (hello === null) return refusal(HandshakeStatus.UNSUPPORTED_VERSION, "ERR_UNSUPPORTED_VERSION", "no extra.backchannel");
   if (hello.version !== STREAM_PROTOCOL_VERSION) return refusal(HandshakeStatus.UNSUPPORTED_VERSION, "ERR_UNSUPPORTED_VERSION", `stream protocol version ${hello.version}`);
   return { status: HandshakeStatus.SUCCESS, cluster, hello };
 }
 
+type ServerFlag = typeof HandshakeFlag.INIT_INFO | typeof HandshakeFlag.GRACEFUL_CLOSE;
+
 /** Owns a freshly accepted agent socket until the handshake succeeds or fails. */
-export class PendingHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_INFO> {
+export class PendingHandshake extends HandshakeCore<ServerFlag> {
   /** TLS: the TLS handshake has not completed (and verified, under TUNNEL_TLS_CLIENT_CA) yet. */
   private tlsPending: boolean;
 
@@ -107,7 +127,8 @@ export class PendingHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_IN
     private readonly socket: NetSocket,
     private readonly ctx: HandshakeContext,
   ) {
-    super(HandshakeFlag.INIT_INFO, ctx.config.handshakeMaxBytes);
+    const flags: ServerFlag[] = ctx.config.mosnAgents ? [HandshakeFlag.INIT_INFO, HandshakeFlag.GRACEFUL_CLOSE] : [HandshakeFlag.INIT_INFO];
+    super(flags, ctx.config.handshakeMaxBytes);
     this.tlsPending = ctx.config.tls;
     // Started at TCP accept (TLS listeners fire open before the TLS handshake): one deadline for TLS + InitInfo.
     this.arm(ctx.config.handshakeTimeoutMs);
@@ -136,13 +157,15 @@ export class PendingHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_IN
     this.ctx.onSettled(this.socket);
   }
 
-  protected received(message: FrameOf<typeof HandshakeFlag.INIT_INFO>, rest: Uint8Array): void {
+  protected received(message: FrameOf<ServerFlag>, rest: Uint8Array): void {
+    if (message.flag === HandshakeFlag.GRACEFUL_CLOSE) return this.ctx.onGracefulClose(this.socket, message.body);
     const info = message.body;
-    const d = decideStatus(info, this.ctx, {
+    const d = decideStatus(info, { ...this.ctx, mosnAgents: this.ctx.config.mosnAgents }, {
       identities: () => certificateIdentities(this.socket),
       binding: () => channelBinding(this.socket, this.ctx.config.tls),
     });
     if ("error" in d) return this.respondRefusal(d.status, d.error, AUTH_FAILURE_STATUSES.has(d.status));
+    if (d.hello === null) return this.ctx.onRawAccepted(this.socket, { info, cluster: d.cluster, rest });
     this.ctx.onAccepted(this.socket, { info, hello: d.hello, cluster: d.cluster, rest });
   }
 

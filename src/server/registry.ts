@@ -5,11 +5,16 @@
  * connections it keeps: smooth weighted round-robin (nginx's) over agents with at least one ready host gives each
  * agent exactly its weight's share of new visitors; then the agent's ready connection with the fewest open streams.
  * (Dividing weights by load was tried: it skews shares toward the square root of the weights under concurrency.)
+ * Raw hosts (plain MOSN agents' connections, SPEC.md §7) take part in the same choice, grouped by their name, an
+ * agent counting as available while one of its raw connections is idle.
  */
 import type { Session } from "../mux/session.ts";
+import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
 
 /** A data connection that joined a cluster (MOSN's "host"). */
 export interface Host {
+  /** Absent or "mux" (a RawHost says "raw"). */
+  readonly kind?: "mux";
   /** Server-assigned connection id (sent in the handshake response). */
   readonly connectionId: string;
   readonly cluster: string;
@@ -22,6 +27,35 @@ export interface Host {
   readonly session: Session;
 }
 
+/**
+ * A plain MOSN agent's connection (SPEC.md §7): it carries one visitor at a time, byte for byte, and is closed
+ * after it. Implemented by server/raw-link.ts.
+ */
+export interface RawHost {
+  readonly kind: "raw";
+  readonly connectionId: string;
+  readonly cluster: string;
+  /** The InitInfo's host_name, or the remote IP address when that is empty. */
+  readonly hostName: string;
+  readonly weight: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly connectedAt: number;
+  /** True while no visitor holds it and it was not removed (GracefulClose, shutdown). */
+  readonly idle: boolean;
+  /** The visitor it carries now (route label and bytes so far), or null. */
+  readonly carrying: { readonly label: string; readonly upBytes: number; readonly downBytes: number } | null;
+  /**
+   * Takes this idle connection for `visitor`: returns the visitor socket's new owner (the caller installs it and may
+   * feed it bytes already read). Throws TunnelError ERR_INTERNAL if it is not idle.
+   */
+  carry(visitor: NetSocket, label: string): SocketOwner;
+  /** Stops offering it: an idle connection is closed now, a busy one after its visitor. */
+  retire(): void;
+  /** Closes it now (server shutdown): a visitor still on it is cut off. */
+  close(): void;
+}
+
 interface AgentEntry {
   hostName: string;
   weight: number;
@@ -29,12 +63,49 @@ interface AgentEntry {
   hosts: Set<Host>;
 }
 
+interface RawEntry {
+  hostName: string;
+  weight: number;
+  current: number;
+  links: Set<RawHost>;
+  /** When its last connection closed (Date.now()). */
+  emptySince: number;
+}
+
+/** A raw agent without connections for this long is forgotten (its round-robin position with it). */
+const RAW_FORGET_MS = 60_000;
+
 /** One cluster's live hosts, grouped by agent. */
 class ClusterHosts {
   readonly agents = new Map<string, AgentEntry>();
 
+  /** Raw hosts by name. */
+  readonly raws = new Map<string, RawEntry>();
+
   /** Weights set at run time over an aside connection (they outlive reconnects). */
   readonly weightOverrides = new Map<string, number>();
+
+  addRaw(link: RawHost): void {
+    let entry = this.raws.get(link.hostName);
+    if (entry === undefined) {
+      entry = { hostName: link.hostName, weight: link.weight, current: 0, links: new Set(), emptySince: 0 };
+      this.raws.set(link.hostName, entry);
+    }
+    entry.weight = link.weight;
+    entry.links.add(link);
+  }
+
+  /**
+   * Removes a raw connection. Its agent's entry stays while empty (a raw connection closes after every visitor and
+   * is dialled again: its round-robin position must survive that) and is dropped once empty for RAW_FORGET_MS.
+   */
+  removeRaw(link: RawHost, now = Date.now()): void {
+    const entry = this.raws.get(link.hostName);
+    if (entry === undefined) return;
+    entry.links.delete(link);
+    if (entry.links.size === 0) entry.emptySince = now;
+    for (const [name, e] of this.raws) if (e.links.size === 0 && now - e.emptySince > RAW_FORGET_MS) this.raws.delete(name);
+  }
 
   add(host: Host): void {
     let agent = this.agents.get(host.hostName);
@@ -68,10 +139,27 @@ class ClusterHosts {
     }
   }
 
-  pick(exclude: ReadonlySet<string> | null): Host | null {
+  pick(exclude: ReadonlySet<string> | null, raw: boolean): Host | RawHost | null {
     let total = 0;
-    let best: AgentEntry | null = null;
-    let bestHost: Host | null = null;
+    let best: AgentEntry | RawEntry | null = null;
+    let bestHost: Host | RawHost | null = null;
+    for (const entry of raw ? this.raws.values() : []) {
+      if (exclude !== null && exclude.has(entry.hostName)) continue;
+      let idle: RawHost | null = null;
+      for (const l of entry.links) {
+        if (l.idle) {
+          idle = l;
+          break;
+        }
+      }
+      if (idle === null) continue;
+      entry.current += entry.weight;
+      total += entry.weight;
+      if (best === null || entry.current > best.current) {
+        best = entry;
+        bestHost = idle;
+      }
+    }
     for (const agent of this.agents.values()) {
       if (exclude !== null && exclude.has(agent.hostName)) continue;
       let ready: Host | null = null;
@@ -103,6 +191,7 @@ export class Registry {
   /** Hosts by (cluster, host name, slot, instance): a reconnecting agent replaces its stale connection at once. */
   private readonly bySlot = new Map<string, Host>();
   readonly byId = new Map<string, Host>();
+  private readonly rawById = new Map<string, RawHost>();
 
   constructor(clusterNames: Iterable<string>) {
     for (const name of clusterNames) this.clusters.set(name, new ClusterHosts());
@@ -137,6 +226,24 @@ export class Registry {
     return { replaced, shared };
   }
 
+  /** Adds a raw host (a plain MOSN agent's connection). */
+  addRaw(link: RawHost): void {
+    this.rawById.set(link.connectionId, link);
+    this.clusters.get(link.cluster)?.addRaw(link);
+  }
+
+  /** Removes a raw host (idempotent). */
+  removeRaw(link: RawHost): void {
+    if (this.rawById.get(link.connectionId) !== link) return;
+    this.rawById.delete(link.connectionId);
+    this.clusters.get(link.cluster)?.removeRaw(link);
+  }
+
+  /** Every raw host, for GracefulClose, status and shutdown. */
+  rawHosts(): IterableIterator<RawHost> {
+    return this.rawById.values();
+  }
+
   /** Removes a host (idempotent). */
   remove(host: Host): void {
     if (this.byId.get(host.connectionId) !== host) return;
@@ -164,10 +271,11 @@ export class Registry {
   /**
    * Picks a ready host of the cluster for a new stream (smooth weighted round robin over agents, the connection with
    * the fewest streams within an agent), or null if none. Agents whose host name is in `exclude` are skipped (a
-   * visitor being retried after an agent refused it).
+   * visitor being retried after an agent refused it). Raw hosts are chosen by the same weighted round robin, an
+   * idle connection of theirs standing for them, unless `raw` is false (a retried visitor: only our agents).
    */
-  pick(cluster: string, exclude: ReadonlySet<string> | null = null): Host | null {
-    return this.clusters.get(cluster)?.pick(exclude) ?? null;
+  pick(cluster: string, exclude: ReadonlySet<string> | null = null, raw = true): Host | RawHost | null {
+    return this.clusters.get(cluster)?.pick(exclude, raw) ?? null;
   }
 
   /** Every host, for status and shutdown. */

@@ -5,7 +5,7 @@
  */
 import { isIPv4 } from "node:net";
 import type { RouteConfig } from "../config.ts";
-import type { NetSocket } from "../transport/tcp.ts";
+import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
 import { logCode } from "../errors.ts";
 import type { Stream } from "../mux/stream.ts";
@@ -43,11 +43,13 @@ export class RouteTarget {
   }
 
   /**
-   * Opens a stream for the visitor; null when no agent connection is available. `name` is what the visitor asked
-   * for (TLS server name or HTTP host) on a route matched by name, for the access log.
+   * Gives the visitor to an agent: a stream on one of our agents' connections, or an idle raw connection of a plain
+   * MOSN agent (SPEC.md §7). Returns the visitor socket's new owner (the caller installs it; bytes already read go to
+   * its onData), or null when no agent connection is available. `name` is what the visitor asked for (TLS server
+   * name or HTTP host) on a route matched by name, for the access log.
    */
-  open(socket: NetSocket, name: string | null): Stream | null {
-    return this.openFor(socket, null, name);
+  open(socket: NetSocket, name: string | null): SocketOwner | null {
+    return this.openFor(socket, null, name, true);
   }
 
   /** Counts and closes (FIN) a visitor no agent could take: never left hanging. */
@@ -57,12 +59,19 @@ export class RouteTarget {
     socket.end();
   }
 
-  /** Opens a stream for the visitor on a host of the cluster, skipping agents in `exclude`; null if none. */
-  private openFor(socket: NetSocket, exclude: Set<string> | null, name: string | null): Stream | null {
+  /**
+   * Opens a stream for the visitor on a host of the cluster, skipping agents in `exclude` (or, on a raw host, splices
+   * it to that connection: no failover there, as a raw connection cannot refuse); null if none.
+   */
+  private openFor(socket: NetSocket, exclude: Set<string> | null, name: string | null): Stream | null;
+  private openFor(socket: NetSocket, exclude: Set<string> | null, name: string | null, raw: true): SocketOwner | null;
+  private openFor(socket: NetSocket, exclude: Set<string> | null, name: string | null, raw = false): SocketOwner | null {
     // A host whose ids ran out starts draining and is skipped on the next pick.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const host = this.registry.pick(this.route.cluster, exclude);
+      // A retry after a refusal goes to our agents only (failover.ts moves the visitor into a Stream).
+      const host = this.registry.pick(this.route.cluster, exclude, raw);
       if (host === null) break;
+      if (host.kind === "raw") return host.carry(socket, this.label);
       const stream = host.session.openStream(socket, {
         service: this.route.service,
         visitorAddress: socket.remoteAddress ?? "",

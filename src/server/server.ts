@@ -16,6 +16,7 @@ import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
 import { AuthPenalties, refuseEarly } from "./gate.ts";
 import { Registry } from "./registry.ts";
 import { Admission } from "./admission.ts";
+import { MosnAgents } from "./mosn-agents.ts";
 import { openRoutes, type OpenedRoutes } from "./routes.ts";
 import { ServerStats } from "./stats.ts";
 
@@ -48,14 +49,16 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const clusters = new Map<string, ClusterConfig>(config.clusters.map((c) => [c.name, c]));
   const registry = new Registry(clusters.keys());
   const stats = new ServerStats();
-  const admission = new Admission(config, registry, stats, randomBytes(3).toString("hex"));
+  const idPrefix = randomBytes(3).toString("hex");
+  const admission = new Admission(config, registry, stats, idPrefix);
+  const mosn = new MosnAgents(registry, stats, config.accessLog, idPrefix);
   let agentListener: Listener | null = null;
   const reload = config.tls ? reloadTls(config, () => agentListener) : null;
   let opened: OpenedRoutes;
   let tls: ServerTls | undefined;
   try {
     tls = config.tls ? await serverTls(config) : undefined;
-    agentListener = listenForAgents(config, clusters, tls?.options, stats, admission);
+    agentListener = listenForAgents(config, clusters, tls?.options, stats, admission, mosn);
     opened = openRoutes(config, registry, stats);
   } catch (e) {
     reload?.stop();
@@ -130,6 +133,7 @@ function listenForAgents(
   tls: TLSOptions | undefined,
   stats: ServerStats,
   admission: Admission,
+  mosn: MosnAgents,
 ): Listener {
   let pendingTotal = 0;
   const pendingByIp = new Map<string, number>();
@@ -155,6 +159,11 @@ function listenForAgents(
       stats.handshake(HandshakeStatus.SUCCESS);
       admission.admit(socket, accepted);
     },
+    onRawAccepted(socket, accepted) {
+      stats.handshake(HandshakeStatus.SUCCESS);
+      mosn.admit(socket, accepted);
+    },
+    onGracefulClose: (socket, body) => mosn.gracefulClose(socket, body),
   };
   return listen({
     host: config.listen.host,
@@ -185,14 +194,18 @@ async function closeServer(config: ServerConfig, registry: Registry, agentListen
   for (const r of routes) r.stop(false);
   agentListener.stop(false);
   const sessions = [...registry.hosts()].map((h) => h.session);
+  const raws = [...registry.rawHosts()];
+  for (const r of raws) r.retire(); // idle ones close now, busy ones after their visitor
   if (graceful) {
     for (const s of sessions) s.goAway(WireCode.SHUTTING_DOWN);
     const deadline = Date.now() + config.shutdownGraceMs;
-    while (sessions.some((s) => !s.closed && s.activeStreams > 0) && Date.now() < deadline) {
+    const busy = () => sessions.some((s) => !s.closed && s.activeStreams > 0) || raws.some((r) => r.carrying !== null);
+    while (busy() && Date.now() < deadline) {
       await Bun.sleep(20);
     }
   }
   for (const s of sessions) s.close();
+  for (const r of registry.rawHosts()) r.close();
   // Let closed sessions write their last frames and see the agents' FIN before the listener kills sockets.
   await Promise.race([Promise.all(sessions.map((s) => s.gone)), Bun.sleep(2_000)]);
   agentListener.stop(true);

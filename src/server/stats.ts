@@ -5,7 +5,7 @@
 import { wireCodeName } from "../protocol/constants.ts";
 import type { Stream } from "../mux/stream.ts";
 import { logger } from "../log.ts";
-import type { Host } from "./registry.ts";
+import type { Host, RawHost } from "./registry.ts";
 import { histogramOf, type Histogram } from "../stats/histogram.ts";
 import { addTally, resetCodeLabel, type StreamTally } from "../stats/tally.ts";
 
@@ -33,6 +33,10 @@ export class ServerStats {
   bytesIn = 0;
   /** Live data connections: in the registry, or replaced and still draining. */
   readonly hosts = new Set<Host>();
+  /** Live raw hosts (plain MOSN agents' connections), idle or carrying a visitor. */
+  readonly rawHosts = new Set<RawHost>();
+  /** Ended raw visitors of each live raw host (its one visitor, once done). */
+  readonly endedByRaw = new WeakMap<RawHost, StreamTally>();
   /** Ended streams by `route\0agent host name` (route: `cluster/service`). */
   readonly endedByRouteAgent = new Map<string, StreamTally>();
   /** Ended streams of each live data connection. */
@@ -61,9 +65,26 @@ export class ServerStats {
 
   hostLeft(host: Host, now = Date.now()): void {
     this.hosts.delete(host);
+    this.maybeGone(host, now);
+  }
+
+  rawJoined(link: RawHost, now = Date.now()): void {
+    this.rawHosts.add(link);
+    this.agentGoneAt.delete(`${link.cluster}\u0000${link.hostName}`);
+    this.forgetGoneAgents(now);
+  }
+
+  rawLeft(link: RawHost, now = Date.now()): void {
+    this.rawHosts.delete(link);
+    this.maybeGone(link, now);
+  }
+
+  /** Notes when an agent lost its last connection of either kind. */
+  private maybeGone(gone: { cluster: string; hostName: string }, now: number): void {
     let last = true;
-    for (const h of this.hosts) if (h.cluster === host.cluster && h.hostName === host.hostName) last = false;
-    if (last) this.agentGoneAt.set(`${host.cluster}\u0000${host.hostName}`, now);
+    for (const h of this.hosts) if (h.cluster === gone.cluster && h.hostName === gone.hostName) last = false;
+    for (const h of this.rawHosts) if (h.cluster === gone.cluster && h.hostName === gone.hostName) last = false;
+    if (last) this.agentGoneAt.set(`${gone.cluster}\u0000${gone.hostName}`, now);
     this.forgetGoneAgents(now);
   }
 
@@ -120,6 +141,30 @@ export class ServerStats {
 
   limitHit(limit: string): void {
     this.limitHits.set(limit, (this.limitHits.get(limit) ?? 0) + 1);
+  }
+
+  /** A raw host's visitor is done: `up` visitor → agent bytes, `down` the reverse (counted as a stream). */
+  rawVisitorEnded(link: RawHost & { visitor: string; carriedAt: number }, label: string, up: number, down: number, how: string, accessLog: boolean): void {
+    this.streamsActive--;
+    this.bytesOut += up;
+    this.bytesIn += down;
+    addTally(this.endedByRouteAgent, `${label}\u0000${link.hostName}`, up, down);
+    addTally(this.endedByRaw, link, up, down);
+    if (!accessLog) return;
+    const slash = label.indexOf("/");
+    access.info("stream closed", {
+      visitor: link.visitor,
+      route: label,
+      cluster: link.cluster,
+      service: label.slice(slash + 1),
+      host: link.hostName,
+      connectionId: link.connectionId,
+      kind: "raw",
+      bytesIn: down,
+      bytesOut: up,
+      durationMs: Math.round(performance.now() - link.carriedAt),
+      reason: how === "error" ? "reset" : "fin",
+    });
   }
 
   streamEnded(stream: Stream, code: number | null, host: Host | null, accessLog: boolean): void {
