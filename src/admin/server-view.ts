@@ -9,8 +9,10 @@ import { groupByAddress, matchText } from "../config-routes.ts";
 import type { ServerHandle } from "../server/server.ts";
 import type { Host } from "../server/registry.ts";
 import { addTally, splitKey, type StreamTally } from "../stats/tally.ts";
+import type { UdpTally } from "../stats/udp.ts";
 import { MetricsRegistry, type Labels, type Sample } from "./metrics.ts";
 import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts";
+import { udpMetrics } from "./udp-view.ts";
 
 /** Limits the server counts hits of (server.ts); listed so their series exist at 0. */
 const KNOWN_LIMITS = ["auth_penalty", "pending_handshakes"];
@@ -144,6 +146,12 @@ function metrics(config: ServerConfig, handle: ServerHandle): () => string {
       return [...names].map((limit): Sample => [{ limit }, stats.limitHits.get(limit) ?? 0]);
     });
   nameMetrics(registry, config, handle);
+  const udpLabels = new Map(handle.udpRoutes.map((u) => [u.label, route(u.label)]));
+  udpMetrics(registry, "server", stats.udp, udpLabels, () => {
+    const open = new Map<string, number>();
+    for (const u of handle.udpRoutes) open.set(u.label, (open.get(u.label) ?? 0) + u.flows.size);
+    return open;
+  });
   return () => {
     live = liveTallies(stats.hosts);
     return registry.render();
@@ -217,6 +225,7 @@ function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
       const byName = named.has(i);
       return {
         listen: listenOf(r, handle.routePorts[i]),
+        protocol: r.protocol,
         /** `sni=NAME`/`host=NAME`, `default` on an address shared by name, "" for a route alone on its address. */
         name: r.match !== null ? matchText(r.match) : byName ? "default" : "",
         match: r.match,
@@ -226,9 +235,16 @@ function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
         streamsOpen: openByRoute.get(label) ?? 0,
         streamsTotal: stats.streamsOpenedByRoute.get(label) ?? 0,
         refused: stats.refusedByRoute.get(label) ?? 0,
+        ...(r.protocol === "udp" ? { udp: udpStatus(stats.udp.tally(label)) } : {}),
       };
     }),
   };
+}
+
+/** A UDP route's counters in /api/status (datagrams and drops of every route with its cluster/service). */
+function udpStatus(t: UdpTally): Record<string, number> {
+  return { datagramsUp: t.datagramsUp, datagramsDown: t.datagramsDown, bytesUp: t.bytesUp, bytesDown: t.bytesDown,
+    dropped: [...t.dropped.values()].reduce((a, b) => a + b, 0) };
 }
 
 /** The admin view of a running server. */

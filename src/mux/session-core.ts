@@ -27,6 +27,12 @@ import type { SessionEvents, SessionOptions } from "./session-options.ts";
  */
 const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
 
+/**
+ * The part of a connection's staging buffer (high-water mark) datagram streams may fill: past it their datagrams are
+ * dropped while TCP streams still have the rest (SPEC.md §2.5).
+ */
+const UDP_SHARE = 0.25;
+
 /** The wire code a GOAWAY carries when a session closes for an error (SPEC.md §5.2); every other code: PROTOCOL_ERROR. */
 const GOAWAY_CODE_OF: Partial<Record<ErrorCode, WireCode>> = {
   ERR_FRAME_SIZE: WireCode.FRAME_SIZE_ERROR,
@@ -190,6 +196,10 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   canSend(): boolean {
     return !this.closed && this.writer.canAccept();
+  }
+
+  canSendDatagrams(): boolean {
+    return !this.closed && this.writer.canAccept(UDP_SHARE);
   }
 
   pendingChanged(delta: number): void {
