@@ -6,7 +6,7 @@
  */
 import { isIPv4 } from "node:net";
 import type { RouteConfig, ServerConfig } from "../config.ts";
-import { WireCode } from "../protocol/constants.ts";
+import { MAX_DATAGRAM_BYTES, WireCode } from "../protocol/constants.ts";
 import { bindUdp, type UdpEndpoint } from "../transport/udp.ts";
 import { DatagramFlow, FlowTable, type FlowCounters } from "../mux/datagram-flow.ts";
 import { logCode } from "../errors.ts";
@@ -69,15 +69,15 @@ export class UdpRoute {
 
   private onDatagram(data: Uint8Array, port: number, address: string, truncated: boolean): void {
     const key = `${address}|${port}`;
-    const flow = this.flows.get(key) ?? this.openFlow(key, port, address, truncated);
+    const flow = this.flows.get(key) ?? this.openFlow(key, port, address, truncated || data.byteLength > MAX_DATAGRAM_BYTES);
     flow?.receive(data, truncated);
   }
 
   /** A new visitor address: a flow on a host of the cluster, or null (the datagram is dropped and counted). */
-  private openFlow(key: string, port: number, address: string, truncated: boolean): DatagramFlow | null {
+  private openFlow(key: string, port: number, address: string, oversized: boolean): DatagramFlow | null {
     const endpoint = this.endpoint;
     if (endpoint === null) return null;
-    if (truncated) {
+    if (oversized) {
       this.counters.dropped("oversized"); // never opens a flow
       return null;
     }

@@ -3,6 +3,7 @@
  * service, one per flow, so that replies come back to the flow that sent. Datagrams are delivered whole (Bun reads
  * each into a 64 KiB slot and flags a truncated one); `send` never throws.
  */
+import { isIPv6 } from "node:net";
 import { TunnelError } from "../errors.ts";
 
 /** A datagram's receive handler: bytes (valid during the call), the sender's port and address, whether cut short. */
@@ -73,6 +74,7 @@ export async function connectUdp(opts: ConnectOptions): Promise<UdpConnection> {
   let socket: import("bun").udp.ConnectedSocket<"uint8array">;
   try {
     socket = (await Bun.udpSocket({
+      hostname: isIPv6(opts.host) ? "::" : "0.0.0.0",
       binaryType: "uint8array",
       connect: { hostname: opts.host, port: opts.port },
       socket: {
