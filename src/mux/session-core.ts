@@ -27,12 +27,6 @@ import type { SessionEvents, SessionOptions } from "./session-options.ts";
  */
 const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
 
-/**
- * The part of a connection's staging buffer (high-water mark) datagram streams may fill: past it their datagrams are
- * dropped while TCP streams still have the rest (SPEC.md §2.5).
- */
-const UDP_SHARE = 0.25;
-
 /** The wire code a GOAWAY carries when a session closes for an error (SPEC.md §5.2); every other code: PROTOCOL_ERROR. */
 const GOAWAY_CODE_OF: Partial<Record<ErrorCode, WireCode>> = {
   ERR_FRAME_SIZE: WireCode.FRAME_SIZE_ERROR,
@@ -47,7 +41,7 @@ const GOAWAY_CODE_OF: Partial<Record<ErrorCode, WireCode>> = {
 export abstract class SessionCore implements StreamHost<Stream> {
   readonly streams = new Map<number, Stream>();
   readonly peerMaxFrame: number;
-  private readonly writer: FrameWriter;
+  protected readonly writer: FrameWriter;
   /** The writer's staging encoder (frames are appended here). */
   protected readonly encoder: FrameEncoder;
   private blocked = new Set<Stream>();
@@ -194,13 +188,9 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   // --- StreamHost ---
 
-  canSend(): boolean {
-    return !this.closed && this.writer.canAccept();
-  }
-
-  canSendDatagrams(): boolean {
-    return !this.closed && this.writer.canAccept(UDP_SHARE);
-  }
+  /** StreamHost: room to stage DATA, all of it for byte streams, UDP's share for datagram flows (Session's). */
+  abstract canSend(): boolean;
+  abstract canSendDatagrams(): boolean;
 
   pendingChanged(delta: number): void {
     this.pendingOut += delta;

@@ -32,7 +32,7 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
   const listeners: Listener[] = [];
   const routePorts: number[] = config.routes.map(() => 0);
   try {
-    for (const group of groupByAddress(config.routes.filter((r) => r.protocol === "tcp"))) {
+    for (const group of groupByAddress(config.routes.filter((r) => r.protocol !== "udp"))) {
       const targets = group.map((r) => new RouteTarget(r, config.routes.indexOf(r), registry, stats));
       const first = targets[0] as RouteTarget;
       const named = targets.some((t) => t.route.match !== null);
