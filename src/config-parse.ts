@@ -4,6 +4,7 @@ import type {
   ClusterConfig,
   CredentialPolicy,
   HostPort,
+  Protocol,
   ServerDiscovery,
   ServiceConfig,
 } from "./config-types.ts";
@@ -131,7 +132,19 @@ function sameAddress(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
 }
 
-/** TUNNEL_SERVICES: `name=host:port[;proxy=v1|v2]`, comma-separated, at least one; target port 1..65535. */
+/**
+ * Splits a transport suffix off an address (`127.0.0.1:53/udp`, in the style of container port mappings): `/udp`
+ * or `/tcp` (the default, also without a suffix). Anything else after a `/` is an error message.
+ */
+export function cutProtocol(text: string): { text: string; protocol: Protocol } | string {
+  const i = text.lastIndexOf("/");
+  if (i < 0) return { text, protocol: "tcp" };
+  const suffix = text.slice(i + 1).toLowerCase();
+  if (suffix !== "udp" && suffix !== "tcp") return `"/${text.slice(i + 1)}" after the address: expected /udp or /tcp`;
+  return { text: text.slice(0, i), protocol: suffix };
+}
+
+/** TUNNEL_SERVICES: `name=host:port[/udp][;proxy=v1|v2]`, comma-separated, at least one; target port 1..65535. */
 export function parseServices(raw: string): Parsed<ServiceConfig[]> {
   const errors: string[] = [];
   const services: ServiceConfig[] = [];
@@ -150,9 +163,11 @@ export function parseServices(raw: string): Parsed<ServiceConfig[]> {
 function serviceOf(entry: string): ServiceConfig | string {
   const [main, ...options] = entry.split(";").map((s) => s.trim());
   const [name, targetText] = cut(main ?? "", "=");
-  if (targetText === null) return "expected name=host:port[;proxy=v1|v2]";
+  if (targetText === null) return "expected name=host:port[/udp][;proxy=v1|v2]";
   if (!NAME_RE.test(name)) return `service name must match ${NAME_TEXT}`;
-  const target = parseHostPort(targetText, { allowPortZero: false });
+  const address = cutProtocol(targetText);
+  if (typeof address === "string") return address;
+  const target = parseHostPort(address.text, { allowPortZero: false });
   if (typeof target === "string") return target;
   let proxyProtocol: ServiceConfig["proxyProtocol"] = null;
   for (const option of options) {
@@ -162,7 +177,8 @@ function serviceOf(entry: string): ServiceConfig | string {
     if (proxyProtocol !== null) return "option proxy is given twice";
     proxyProtocol = value;
   }
-  return { name, host: target.host, port: target.port, proxyProtocol };
+  if (proxyProtocol !== null && address.protocol === "udp") return "option proxy is for TCP services, not /udp";
+  return { name, host: target.host, port: target.port, proxyProtocol, protocol: address.protocol };
 }
 
 /** TUNNEL_SERVERS: `host:port`, comma-separated, at least one; port 1..65535; no duplicates. */

@@ -3,13 +3,13 @@
  * listen address (routing by name: server/name-table.ts matches, this file decides what may be configured). Pure.
  */
 import type { HostPort, RouteConfig, RouteMatch } from "./config-types.ts";
-import { formatHostPort, NAME_RE, NAME_TEXT, parseHostPort, type Parsed } from "./config-parse.ts";
+import { cutProtocol, formatHostPort, NAME_RE, NAME_TEXT, parseHostPort, type Parsed } from "./config-parse.ts";
 
 /** One DNS label as a route name may have it. */
 const LABEL = "[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?";
 /** A route name: a host name, or `*.` and a host name of at least two labels (`*.com` would be too broad). */
 const ROUTE_NAME_RE = new RegExp(`^(?=.{1,253}$)(?:\\*\\.(?=${LABEL}\\.)|)${LABEL}(?:\\.${LABEL})*$`);
-const SYNTAX = "listen-host:port=cluster/service[;sni=NAME|;host=NAME]";
+const SYNTAX = "listen-host:port[/udp]=cluster/service[;sni=NAME|;host=NAME]";
 
 /** Splits at the first occurrence of `sep`; `rest` is null when `sep` is absent. */
 function cut(s: string, sep: string): [string, string | null] {
@@ -48,7 +48,9 @@ function routeOf(entry: string): RouteConfig | string {
   const [listenText, target] = cut(main, "=");
   const [cluster, service] = target === null ? ["", null] : cut(target, "/");
   if (service === null) return `expected ${SYNTAX}`;
-  const listen = parseHostPort(listenText, { allowPortZero: true });
+  const address = cutProtocol(listenText);
+  if (typeof address === "string") return address;
+  const listen = parseHostPort(address.text, { allowPortZero: true });
   if (typeof listen === "string") return listen;
   if (!NAME_RE.test(cluster)) return `cluster name must match ${NAME_TEXT}`;
   if (!NAME_RE.test(service)) return `service name must match ${NAME_TEXT}`;
@@ -57,6 +59,7 @@ function routeOf(entry: string): RouteConfig | string {
     const [key, value] = cut(option, "=");
     if (key !== "sni" && key !== "host") return `unknown option "${key}" (known: sni=NAME, host=NAME)`;
     if (match !== null) return "give one sni= or host= option per route";
+    if (address.protocol === "udp") return `option ${key} is for TCP routes: a /udp route has no name to match`;
     const name = (value ?? "").toLowerCase();
     if (/^\*\.[^.]+$/.test(name)) return `option ${key}: a wildcard needs two or more labels after "*." (e.g. *.example.com)`;
     if (!ROUTE_NAME_RE.test(name) || /^[0-9.]+$/.test(name)) {
@@ -64,24 +67,24 @@ function routeOf(entry: string): RouteConfig | string {
     }
     match = { kind: key, name };
   }
-  return { listen, cluster, service, match };
+  return { listen, cluster, service, match, protocol: address.protocol };
 }
 
-/** Key of a listen address: host (lower case) and port. */
-function addressKey(a: HostPort): string {
-  return `${a.host.toLowerCase()}\u0000${a.port}`;
+/** Key of a listen address: host (lower case), port and protocol (TCP and UDP ports are separate). */
+function addressKey(a: HostPort, protocol: string): string {
+  return `${a.host.toLowerCase()}\u0000${a.port}\u0000${protocol}`;
 }
 
 /**
  * Routes that listen on one address: those with a match option and the plain ones. On port 0 plain routes are
  * not part of a group unless the group has named routes (then exactly as on any other port).
  */
-export function groupByAddress<R extends { listen: HostPort; match: RouteMatch | null }>(routes: readonly R[]): R[][] {
+export function groupByAddress<R extends { listen: HostPort; match: RouteMatch | null; protocol: string }>(routes: readonly R[]): R[][] {
   const groups = new Map<string, R[]>();
-  const named = new Set(routes.filter((r) => r.match !== null).map((r) => addressKey(r.listen)));
+  const named = new Set(routes.filter((r) => r.match !== null).map((r) => addressKey(r.listen, r.protocol)));
   const out: R[][] = [];
   for (const r of routes) {
-    const key = addressKey(r.listen);
+    const key = addressKey(r.listen, r.protocol);
     if (r.listen.port === 0 && !named.has(key)) {
       out.push([r]);
       continue;

@@ -10,6 +10,8 @@ export type Mode = "server" | "agent";
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
 /** How an agent proves it may join a cluster. */
 export type CredentialPolicy = "token" | "hmac-sha256" | "mtls" | "none";
+/** Transport of a route or service: byte streams (TCP) or datagrams (UDP, `/udp`). */
+export type Protocol = "tcp" | "udp";
 /** A parsed address; IPv6 hosts are stored without brackets. */
 export interface HostPort { host: string; port: number }
 
@@ -26,6 +28,8 @@ export interface CommonConfig {
   maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
   /** TUNNEL_STREAM_IDLE_TIMEOUT_MS; 0 = off. */
   streamIdleTimeoutMs: number;
+  /** TUNNEL_UDP_IDLE_TIMEOUT_MS: a UDP flow with no datagram either way this long is closed. */
+  udpIdleTimeoutMs: number;
 }
 /** A cluster the server accepts agents into. `secret` is set for token/hmac-sha256; identities for mtls. */
 export interface ClusterConfig { name: string; policy: CredentialPolicy; secret: string | null; allowedIdentities: string[] }
@@ -38,7 +42,7 @@ export interface RouteMatch { kind: "sni" | "host"; name: string }
  * A public listener whose visitors go to `service` on an agent of `cluster`; with `match`, only the visitors that
  * ask for that name (routes on one address share a listener; the one without `match` is the default).
  */
-export interface RouteConfig { listen: HostPort; cluster: string; service: string; match: RouteMatch | null }
+export interface RouteConfig { listen: HostPort; cluster: string; service: string; match: RouteMatch | null; protocol: Protocol }
 /** Server role settings. */
 export interface ServerConfig extends CommonConfig {
   mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
@@ -48,9 +52,11 @@ export interface ServerConfig extends CommonConfig {
   authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
   shutdownGraceMs: number;
   /** TUNNEL_MOSN_AGENTS: plain MOSN agents join as raw hosts. */ mosnAgents: boolean;
+  /** TUNNEL_UDP_MAX_FLOWS: open flows per UDP route; datagrams of further visitors are dropped. */
+  udpMaxFlows: number;
 }
 /** A target the agent may dial, by service name. */
-export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null }
+export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null; protocol: Protocol }
 /** Where an agent finds servers besides TUNNEL_SERVERS. */
 export type ServerDiscovery = { kind: "dns"; name: string; port: number } | { kind: "file"; path: string };
 /** Agent role settings. */

@@ -135,6 +135,10 @@ export const SPECS = {
   TUNNEL_STREAM_IDLE_TIMEOUT_MS: spec({ modes: BOTH, syntax: "0..86400000", default: "0 (off)", fallback: "0",
     meaning: "A stream that moves no byte either way for this long is reset (IDLE_TIMEOUT); 0 never.",
     schema: intSchema(0, 86_400_000) }),
+  TUNNEL_UDP_IDLE_TIMEOUT_MS: spec({ modes: BOTH, syntax: "1000..86400000", default: "60000", fallback: "60000",
+    meaning: "A UDP flow (one visitor address on a /udp route) with no datagram either way for this long is closed " +
+      "on this side (its socket and stream).",
+    schema: intSchema(1000, 86_400_000) }),
 
   TUNNEL_LISTEN: spec({ modes: SERVER, syntax: "host:port", default: "0.0.0.0:7000", fallback: "0.0.0.0:7000",
     meaning: "Address agents connect to (port 0: any free port).", schema: hostPortSchema({ allowPortZero: true }) }),
@@ -143,11 +147,15 @@ export const SPECS = {
     meaning: "Clusters agents may join. policy: token or hmac-sha256 (secret ≥ 16 chars), mtls (optional " +
       "|-separated allowed certificate identities, default the cluster name), none.",
     schema: listSchema(parseClusters) }),
-  TUNNEL_ROUTES: spec({ modes: SERVER, syntax: "listen-host:port=cluster/service[;sni=NAME|;host=NAME],…",
+  TUNNEL_ROUTES: spec({ modes: SERVER, syntax: "listen-host:port[/udp]=cluster/service[;sni=NAME|;host=NAME],…",
     default: "none", fallback: "", listValue: true,
     meaning: "Public listeners: each carries visitors to a service of a cluster's agents. Routes may share a listen " +
-      "address by name: sni= (TLS server name) or host= (HTTP Host), exact or *.wildcard; the one without is the default.",
+      "address by name: sni= (TLS server name) or host= (HTTP Host), exact or *.wildcard; the one without is the default. " +
+      "/udp: a UDP route (each visitor address a flow; no names), for a /udp service.",
     schema: listSchema(parseRoutes) }),
+  TUNNEL_UDP_MAX_FLOWS: spec({ modes: SERVER, syntax: "1..1048576", default: "4096", fallback: "4096",
+    meaning: "Open flows per UDP route; datagrams from further visitor addresses are dropped (and counted) until one closes.",
+    schema: intSchema(1, 1_048_576) }),
   TUNNEL_TLS_CLIENT_CA: spec({ modes: SERVER, syntax: "PEM file path", default: "none",
     meaning: "CA that signs agents' client certificates; required by mtls clusters.", schema: pathSchema() }),
   TUNNEL_STATE_DIR: spec({ modes: SERVER, syntax: "directory path", default: "./backchannel-state",
@@ -202,9 +210,10 @@ export const SPECS = {
   TUNNEL_CREDENTIAL: spec({ modes: AGENT, syntax: `secret, ≥ ${MIN_SECRET_CHARS} chars`, default: "none",
     secret: true, meaning: "The cluster secret (token and hmac-sha256 policies).",
     schema: secretSchema(MIN_SECRET_CHARS) }),
-  TUNNEL_SERVICES: spec({ modes: AGENT, syntax: "name=host:port[;proxy=v1|v2],…", default: "required",
+  TUNNEL_SERVICES: spec({ modes: AGENT, syntax: "name=host:port[/udp][;proxy=v1|v2],…", default: "required",
     required: true, listValue: true,
-    meaning: "The only targets the agent dials, by service name; proxy= sends a PROXY protocol header.",
+    meaning: "The only targets the agent dials, by service name; proxy= sends a PROXY protocol header (TCP only); " +
+      "/udp: a UDP service, for /udp routes only.",
     schema: listSchema(parseServices) }),
   TUNNEL_PROTOCOL: spec({ modes: AGENT, syntax: "backchannel|mosn", default: "backchannel", fallback: "backchannel",
     meaning: "mosn joins a MOSN tunnel server as a MOSN agent does: each connection, after its handshake, is spliced " +

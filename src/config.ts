@@ -21,6 +21,7 @@ export type {
   HostPort,
   LogLevel,
   Mode,
+  Protocol,
   RouteConfig,
   RouteMatch,
   ServerConfig,
@@ -142,6 +143,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     handshakeMaxBytes: must(x.TUNNEL_HANDSHAKE_MAX_BYTES),
     controlQueueMaxBytes: must(x.TUNNEL_CONTROL_QUEUE_MAX_BYTES),
     streamIdleTimeoutMs: must(x.TUNNEL_STREAM_IDLE_TIMEOUT_MS),
+    udpIdleTimeoutMs: must(x.TUNNEL_UDP_IDLE_TIMEOUT_MS),
   };
   if (mode === "server") {
     return {
@@ -162,6 +164,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       accessLog: must(x.TUNNEL_ACCESS_LOG),
       shutdownGraceMs: must(x.TUNNEL_SHUTDOWN_GRACE_MS),
       mosnAgents: must(x.TUNNEL_MOSN_AGENTS),
+      udpMaxFlows: must(x.TUNNEL_UDP_MAX_FLOWS),
     };
   }
   return {

@@ -34,6 +34,7 @@ export const ErrorCodes = {
   ERR_SESSION_CLOSED: "connection closed",
   // roles
   ERR_UNKNOWN_SERVICE: "service not in the agent's TUNNEL_SERVICES",
+  ERR_SERVICE_PROTOCOL: "a UDP flow for a TCP service, or a TCP stream for a UDP service",
   ERR_CONNECT_REFUSED: "target refused the connection",
   ERR_CONNECT_TIMEOUT: "target did not accept the connection in time",
   ERR_NO_HOST: "no live, non-draining agent connection in the cluster",

@@ -107,7 +107,7 @@ export function spawnRole(cmd: string[], env: Record<string, string>, opts: Spaw
 
 /** Port of "host:port". */
 export function portOf(hostPort: string): number {
-  return Number(hostPort.slice(hostPort.lastIndexOf(":") + 1));
+  return Number.parseInt(hostPort.slice(hostPort.lastIndexOf(":") + 1), 10); // "host:port" or "host:port/udp"
 }
 
 /**

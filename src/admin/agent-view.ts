@@ -9,6 +9,7 @@ import type { ConnectionSlot, SlotState } from "../agent/connection.ts";
 import type { RawSlot } from "../agent/raw-slot.ts";
 import { addTally, splitKey, type StreamTally } from "../stats/tally.ts";
 import { MetricsRegistry, type Sample } from "./metrics.ts";
+import { udpMetrics } from "./udp-view.ts";
 import { handshakeStatusLabel, processMetrics, type AdminView } from "./view.ts";
 
 const SLOT_STATES: readonly SlotState[] = ["dialing", "handshaking", "ready", "draining", "backoff", "stopped"];
@@ -68,9 +69,19 @@ function metrics(config: AgentConfig, handle: AgentHandle): () => string {
       [{ reason: "dial_failed" }, services.dialFailures],
       [{ reason: "stream_limit" }, stats.refused.stream_limit],
       [{ reason: "inbound_budget" }, stats.refused.inbound_budget],
+      [{ reason: "protocol_mismatch" }, services.protocolMismatchCount],
     ])
     .histogram("backchannel_agent_heartbeat_rtt_seconds", "Heartbeat round trip to servers, by server.", () =>
       [...stats.rttSeconds].map(([server, h]) => [{ server }, h] as const));
+  const udpServices = config.services.filter((s) => s.protocol === "udp");
+  udpMetrics(registry, "agent", services.udp, new Map(udpServices.map((s) => [s.name, { cluster, service: s.name }])), () => {
+    const open = new Map<string, number>();
+    for (const f of services.flows.flows.values()) {
+      const label = f.stream?.label ?? "";
+      open.set(label, (open.get(label) ?? 0) + 1);
+    }
+    return open;
+  });
   return () => {
     live = liveTallies(handle);
     return registry.render();
@@ -124,6 +135,7 @@ function status(config: AgentConfig, handle: AgentHandle, ready: boolean) {
         name: s.name,
         target: `${s.host.includes(":") ? `[${s.host}]` : s.host}:${s.port}`,
         proxyProtocol: s.proxyProtocol,
+        protocol: s.protocol,
         streamsOpen: open?.streams ?? 0,
         streamsTotal: (ended?.streams ?? 0) + (open?.streams ?? 0),
         upBytes: (ended?.upBytes ?? 0) + (open?.upBytes ?? 0),

@@ -163,7 +163,7 @@ function render(s) {
     }
     detail.push(el("h2", "", "Routes"));
     detail.push(table(["Listen", "Name", "Cluster", "Service", "Routed", "Open", "Total", "Refused"], [4, 5, 6, 7],
-      s.routes.map((r) => [r.listen, r.name || null, r.cluster, r.service, r.routed, r.streamsOpen, r.streamsTotal, r.refused])));
+      s.routes.map((r) => [r.listen + (r.protocol === "udp" ? "/udp" : ""), r.name || null, r.cluster, r.service, r.routed, r.streamsOpen, r.streamsTotal, r.refused])));
   } else {
     detail.push(el("h2", "", "Servers"));
     const rows = [];
@@ -173,7 +173,7 @@ function render(s) {
     detail.push(table(["Server", "Slot", "State", "Connection", "RTT ms", "Streams", "Reconnects"], [1, 4, 5, 6], rows));
     detail.push(el("h2", "", "Services"));
     detail.push(table(["Service", "Target", "PROXY", "Open", "Total", "Upstream", "Downstream"], [3, 4, 5, 6],
-      s.services.map((v) => [v.name, v.target, v.proxyProtocol || "off", v.streamsOpen, v.streamsTotal, bytes(v.upBytes),
+      s.services.map((v) => [v.name, v.target + (v.protocol === "udp" ? "/udp" : ""), v.proxyProtocol || "off", v.streamsOpen, v.streamsTotal, bytes(v.upBytes),
         bytes(v.downBytes)])));
   }
   $("detail").replaceChildren(...detail);

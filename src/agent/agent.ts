@@ -129,6 +129,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
         tls?.stop();
         discovery?.stop();
         await Promise.all([...peers.values()].map((p) => p.stop(graceful, config.gracefulCloseMaxWaitMs)));
+        services.stop();
         await admin?.stop();
         log.info("agent stopped", { graceful });
       })();

@@ -9,6 +9,9 @@ import { connect } from "../transport/tcp.ts";
 import { isTunnelError, logCode } from "../errors.ts";
 import { proxyHeader } from "./proxy-protocol.ts";
 import { logger } from "../log.ts";
+import { FlowTable } from "../mux/datagram-flow.ts";
+import { UdpStats } from "../stats/udp.ts";
+import { serveUdp } from "./udp-service.ts";
 
 const log = logger("service");
 
@@ -18,9 +21,21 @@ export class Services {
   /** Streams refused because the service is not in the allowlist. */
   unknownServiceCount = 0;
   dialFailures = 0;
+  /** Streams refused because the service is of the other protocol (a UDP flow for a TCP service or the reverse). */
+  protocolMismatchCount = 0;
+  /** The open UDP flows (idle timeout; no cap of their own: streams per connection bound them). */
+  readonly flows: FlowTable;
+  /** UDP datagrams and drops by service. */
+  readonly udp = new UdpStats(false);
 
   constructor(private readonly config: AgentConfig) {
     this.byName = new Map(config.services.map((s) => [s.name, s]));
+    this.flows = new FlowTable(config.udpIdleTimeoutMs, Infinity);
+  }
+
+  /** Ends every UDP flow and stops the idle timer. */
+  stop(): void {
+    this.flows.close(WireCode.SHUTTING_DOWN);
   }
 
   /** Handles an OPEN: dial the target and attach it, or reset the stream with a code. */
@@ -33,6 +48,14 @@ export class Services {
       return;
     }
     stream.label = service.name;
+    const datagram = stream.open.datagram === true;
+    if (datagram !== (service.protocol === "udp")) {
+      this.protocolMismatchCount++;
+      log.debug("stream for a service of the other protocol refused", { streamId: stream.id, service: service.name, udp: datagram, code: logCode("ERR_SERVICE_PROTOCOL") });
+      stream.reset(WireCode.PROTOCOL_MISMATCH);
+      return;
+    }
+    if (datagram) return serveUdp(stream, service, this.flows, this.udp.counters(service.name));
     connect({ host: service.host, port: service.port, timeoutMs: this.config.connectTimeoutMs, owner: stream }).then(
       (socket) => {
         if (stream.end !== null) {

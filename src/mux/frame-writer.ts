@@ -46,9 +46,12 @@ export class FrameWriter {
     this.gone = new Promise((resolve) => (this.markGone = resolve));
   }
 
-  /** True while more DATA may be staged (below the high-water mark and the socket keeps up). */
-  canAccept(): boolean {
-    return this.writable && !this.stopped && this.encoder.pendingBytes < this.highWater;
+  /**
+   * True while more DATA may be staged: the socket keeps up and the staging buffer is below `share` of the
+   * high-water mark (1: all of it).
+   */
+  canAccept(share = 1): boolean {
+    return this.writable && !this.stopped && this.encoder.pendingBytes < this.highWater * share;
   }
 
   /** Writes on the next event-loop turn (batches every frame staged until then into one write). */

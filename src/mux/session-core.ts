@@ -41,7 +41,7 @@ const GOAWAY_CODE_OF: Partial<Record<ErrorCode, WireCode>> = {
 export abstract class SessionCore implements StreamHost<Stream> {
   readonly streams = new Map<number, Stream>();
   readonly peerMaxFrame: number;
-  private readonly writer: FrameWriter;
+  protected readonly writer: FrameWriter;
   protected readonly encoder: FrameEncoder; // the writer's staging encoder (frames are appended here)
   private blocked = new Set<Stream>();
   private nextStreamId = 1;
@@ -187,9 +187,9 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   // --- StreamHost ---
 
-  canSend(): boolean {
-    return !this.closed && this.writer.canAccept();
-  }
+  /** StreamHost: room to stage DATA, all of it for byte streams, UDP's share for datagram flows (Session's). */
+  abstract canSend(): boolean;
+  abstract canSendDatagrams(): boolean;
 
   pendingChanged(delta: number): void {
     this.pendingOut += delta;

@@ -16,6 +16,9 @@ import { SessionCore } from "./session-core.ts";
 import type { SessionEvents, SessionOptions } from "./session-options.ts";
 
 export type { FrameSocket } from "./frame-writer.ts";
+
+/** The part of a connection's staging buffer (high-water mark) datagram streams may fill (SPEC.md §2.5). */
+const UDP_SHARE = 0.25;
 export type { SessionEvents, SessionOptions } from "./session-options.ts";
 
 /**
@@ -140,6 +143,19 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
     this.peerWentAway = true;
     this.draining = true;
     this.events.onGoAway?.(code);
+  }
+
+  /**
+   * StreamHost: datagram streams may fill a quarter of the staging buffer (UDP_SHARE); past it their datagrams are
+   * dropped while TCP streams still have the rest (SPEC.md §2.5).
+   */
+  canSendDatagrams(): boolean {
+    return !this.closed && this.writer.canAccept(UDP_SHARE);
+  }
+
+  /** StreamHost: below the staging buffer's high-water mark and the socket keeps up. */
+  canSend(): boolean {
+    return !this.closed && this.writer.canAccept();
   }
 
   // --- internals ---

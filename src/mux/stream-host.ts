@@ -24,6 +24,11 @@ export interface StreamHost<S> {
   readonly epoch: number;
   /** True while the session's staging buffer is below its high-water mark. */
   canSend(): boolean;
+  /**
+   * True while a datagram stream may stage more: the staging buffer is below UDP's share of the high-water mark
+   * (SPEC.md §2.5), so datagram flows cannot take the room TCP streams of the same connection need.
+   */
+  canSendDatagrams(): boolean;
   /** Parks a stream until the session can send again; `pump()` is called then. */
   block(stream: S): void;
   sendData(streamId: number, data: Uint8Array, offset: number, length: number): void;

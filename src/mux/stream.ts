@@ -81,7 +81,7 @@ export class Stream extends StreamCore implements SocketOwner {
     let pending = this.outPending;
     while (pending !== null) {
       if (this.sendCredit <= 0) break;
-      if (!this.host.canSend()) {
+      if (!(this.open.datagram === true ? this.host.canSendDatagrams() : this.host.canSend())) {
         this.host.block(this);
         break;
       }

@@ -13,6 +13,12 @@ export const FrameType = {
   GOAWAY: 8,
   CONTROL: 9,
 } as const;
+/** OPEN's one legal flag (SPEC.md §2, §2.5): the stream is a datagram flow (UDP), its DATA length-prefixed datagrams. */
+export const OPEN_FLAG_DATAGRAM = 0x01;
+/** Largest UDP payload a datagram flow carries, bytes (65,535 − 8 UDP − 20 IPv4 header). */
+export const MAX_DATAGRAM_BYTES = 65507;
+/** Bytes of the length prefix in front of each datagram on a datagram flow (uint16). */
+export const DATAGRAM_PREFIX_BYTES = 2;
 /** A stream frame type number. */
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -35,6 +41,7 @@ export const WireCode = {
   KEEPALIVE_TIMEOUT: 14,
   ENHANCE_YOUR_CALM: 15,
   IDLE_TIMEOUT: 16,
+  PROTOCOL_MISMATCH: 17,
 } as const;
 /** A known wire code number. */
 export type WireCode = (typeof WireCode)[keyof typeof WireCode];

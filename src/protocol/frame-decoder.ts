@@ -12,6 +12,7 @@ import {
   MIN_MAX_FRAME_BYTES,
   MIN_CONTROL_MESSAGE_BYTES,
   MIN_OPEN_PAYLOAD_BYTES,
+  OPEN_FLAG_DATAGRAM,
 } from "./constants.ts";
 import type { FrameHandler } from "./frames.ts";
 import { readOpenPayload } from "./open-payload.ts";
@@ -42,7 +43,10 @@ function headerError(b: Uint8Array, o: number, n: number, maxFrameBytes: number)
   const type = b[o] as number;
   if (type > FrameType.CONTROL) return new TunnelError("ERR_FRAME_TYPE", `unknown frame type ${type}`);
   if (n < 2) return null;
-  if (b[o + 1] !== 0) return new TunnelError("ERR_FRAME_FLAGS", `frame flags ${b[o + 1]} on type ${type}`);
+  const flags = b[o + 1] as number;
+  if (flags !== 0 && !(type === FrameType.OPEN && flags === OPEN_FLAG_DATAGRAM)) {
+    return new TunnelError("ERR_FRAME_FLAGS", `frame flags ${flags} on type ${type}`);
+  }
   if (n < 6) return null;
   const id = u32(b, o + 2);
   if (id > MAX_STREAM_ID || (type >= FrameType.PING ? id !== 0 : id === 0)) {
@@ -79,6 +83,7 @@ export class FrameDecoder {
   /** Bytes held: of the header in `scratch` (S_HEADER), or of the payload in `scratch` or `large` (S_CONTROL). */
   private have = 0;
   private type = 0;
+  private flags = 0;
   private streamId = 0;
   /** S_DATA: payload bytes still to pass on. S_CONTROL: the payload length. */
   private remaining = 0;
@@ -193,6 +198,7 @@ export class FrameDecoder {
     const err = headerError(b, o, FRAME_HEADER_BYTES, this.maxFrameBytes);
     if (err !== null) return err;
     this.type = b[o] as number;
+    this.flags = b[o + 1] as number;
     this.streamId = u32(b, o + 2);
     this.remaining = u32(b, o + 6);
     if (this.type === FrameType.DATA && this.remaining > 0) this.state = S_DATA;
@@ -210,6 +216,7 @@ export class FrameDecoder {
       case FrameType.OPEN: {
         const open = readOpenPayload(b, o, this.remaining);
         if (open === null) return new TunnelError("ERR_FRAME_PAYLOAD", "malformed OPEN payload");
+        if (this.flags === OPEN_FLAG_DATAGRAM) open.datagram = true;
         h.handleOpen(id, open);
         return null;
       }

@@ -8,6 +8,7 @@ import {
   MIN_CONTROL_MESSAGE_BYTES,
   MAX_STREAM_ID,
   MAX_WINDOW_BYTES,
+  OPEN_FLAG_DATAGRAM,
   PING_PAYLOAD_BYTES,
 } from "./constants.ts";
 import type { OpenPayload } from "./frames.ts";
@@ -124,6 +125,7 @@ export class FrameEncoder {
     if (!isStreamId(streamId)) throw misuse(`OPEN stream id ${streamId}`);
     if (!isValidOpenPayload(open)) throw misuse(`OPEN payload ${JSON.stringify(open)}`);
     const o = this.header(FrameType.OPEN, streamId, openPayloadBytes(open));
+    if (open.datagram === true) this.buf[o - FRAME_HEADER_BYTES + 1] = OPEN_FLAG_DATAGRAM;
     writeOpenPayload(this.buf, o, open);
   }
 

@@ -16,6 +16,11 @@ export interface OpenPayload {
   routeAddress: string;
   /** Port of the route listener, 0..65535. */
   routePort: number;
+  /**
+   * A datagram flow (UDP): OPEN carries flag 0x01 and the stream's DATA is a sequence of length-prefixed datagrams
+   * (SPEC.md §2.5). Absent or false: a byte stream (TCP).
+   */
+  datagram?: boolean;
 }
 
 /**

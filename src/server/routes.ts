@@ -24,12 +24,15 @@ export interface OpenedRoutes {
   readonly routePorts: number[];
 }
 
-/** Binds a listener per listen address. Throws TunnelError ERR_LISTEN (already bound ones are stopped). */
+/**
+ * Binds a listener per TCP listen address (UDP routes are udp-route.ts's; their ports stay 0 here). Throws TunnelError
+ * ERR_LISTEN (already bound ones are stopped).
+ */
 export function openRoutes(config: ServerConfig, registry: Registry, stats: ServerStats): OpenedRoutes {
   const listeners: Listener[] = [];
   const routePorts: number[] = config.routes.map(() => 0);
   try {
-    for (const group of groupByAddress(config.routes)) {
+    for (const group of groupByAddress(config.routes.filter((r) => r.protocol !== "udp"))) {
       const targets = group.map((r) => new RouteTarget(r, config.routes.indexOf(r), registry, stats));
       const first = targets[0] as RouteTarget;
       const named = targets.some((t) => t.route.match !== null);

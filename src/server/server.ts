@@ -19,6 +19,7 @@ import { Admission } from "./admission.ts";
 import { MosnAgents } from "./mosn-agents.ts";
 import { openRoutes, type OpenedRoutes } from "./routes.ts";
 import { ServerStats } from "./stats.ts";
+import { UdpRoute } from "./udp-route.ts";
 
 const log = logger("server");
 
@@ -30,6 +31,8 @@ export interface ServerHandle {
   readonly routePorts: readonly number[];
   readonly registry: Registry;
   readonly stats: ServerStats;
+  /** The UDP routes (`/udp`), in TUNNEL_ROUTES order. */
+  readonly udpRoutes: readonly UdpRoute[];
   /** Bound port of the admin endpoint, or null when it is off. */
   readonly adminPort: number | null;
   /** True once close() was called (listeners stop taking connections). */
@@ -54,24 +57,34 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const mosn = new MosnAgents(registry, stats, config.accessLog, idPrefix);
   let agentListener: Listener | null = null;
   const reload = config.tls ? reloadTls(config, () => agentListener) : null;
-  let opened: OpenedRoutes;
+  let opened: OpenedRoutes | null = null;
   let tls: ServerTls | undefined;
+  const udpRoutes: UdpRoute[] = [];
   try {
     tls = config.tls ? await serverTls(config) : undefined;
     agentListener = listenForAgents(config, clusters, tls?.options, stats, admission, mosn);
     opened = openRoutes(config, registry, stats);
+    for (const [i, r] of config.routes.entries()) {
+      if (r.protocol !== "udp") continue;
+      const udp = await UdpRoute.open(r, config, registry, stats);
+      udpRoutes.push(udp);
+      opened.routePorts[i] = udp.port;
+    }
   } catch (e) {
     reload?.stop();
     agentListener?.stop(true);
+    for (const l of opened?.listeners ?? []) l.stop(true);
+    for (const u of udpRoutes) u.close();
     throw e;
   }
+  const routes = opened;
   if (tls !== undefined) {
     const what = tls.created ? "made a self-signed TLS identity: agents trust it with TUNNEL_TLS_PIN" : "TLS certificate";
     log.info(what, { pin: tls.pin, certificate: tls.certPath });
   }
   log.info("server listening", {
     agents: `${config.listen.host}:${agentListener.port}`,
-    routes: config.routes.map((r, i) => `${r.listen.host}:${opened.routePorts[i]}=${r.cluster}/${r.service}${r.match ? `;${r.match.kind}=${r.match.name}` : ""}`),
+    routes: config.routes.map((r, i) => `${r.listen.host}:${routes.routePorts[i]}${r.protocol === "udp" ? "/udp" : ""}=${r.cluster}/${r.service}${r.match ? `;${r.match.kind}=${r.match.name}` : ""}`),
     tls: config.tls,
     ...(tls !== undefined ? { tlsPin: tls.pin } : {}),
   });
@@ -81,9 +94,10 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const listener = agentListener;
   const handle: ServerHandle = {
     agentPort: listener.port,
-    routePorts: opened.routePorts,
+    routePorts: routes.routePorts,
     registry,
     stats,
+    udpRoutes,
     get adminPort() {
       return admin?.port ?? null;
     },
@@ -92,7 +106,8 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     },
     close(graceful = false) {
       reload?.stop();
-      closing ??= closeServer(config, registry, listener, opened.listeners, graceful).then(() => admin?.stop());
+      for (const u of udpRoutes) u.close();
+      closing ??= closeServer(config, registry, listener, routes.listeners, graceful).then(() => admin?.stop());
       return closing;
     },
   };

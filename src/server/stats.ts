@@ -2,14 +2,18 @@
  * Server counters (read by the admin endpoint at scrape time, src/admin/) and the access log: one line per finished
  * stream. Everything here is per stream or per connection event, never per frame.
  */
-import { wireCodeName } from "../protocol/constants.ts";
+import { WireCode, wireCodeName } from "../protocol/constants.ts";
 import type { Stream } from "../mux/stream.ts";
 import { logger } from "../log.ts";
 import type { Host, RawHost } from "./registry.ts";
 import { histogramOf, type Histogram } from "../stats/histogram.ts";
 import { addTally, resetCodeLabel, type StreamTally } from "../stats/tally.ts";
+import { UdpStats } from "../stats/udp.ts";
+import type { DatagramFlow } from "../mux/datagram-flow.ts";
+import { logCode } from "../errors.ts";
 
 const access = logger("access");
+const log = logger("route");
 
 /** An agent gone this long has its per-agent counters dropped (agent names churn, e.g. pod names). */
 export const FORGET_AGENT_MS = 15 * 60_000;
@@ -53,6 +57,13 @@ export class ServerStats {
   readonly unroutedByReason = new Map<string, number>();
   /** The route name (`match`, "" for a default route) and the visitor's name of streams routed by name. */
   readonly streamNames = new WeakMap<Stream, { match: string; name: string | null }>();
+
+  /** UDP datagrams and drops by route (`cluster/service`). */
+  readonly udp = new UdpStats(true);
+  /** The UDP flow of each datagram stream, for its access log line. */
+  readonly flows = new WeakMap<Stream, DatagramFlow>();
+  /** Routes already warned about a service of the other protocol (logged once per route). */
+  private readonly mismatchWarned = new Set<string>();
 
   /** When each agent (`cluster\0host name`) lost its last data connection. */
   private readonly agentGoneAt = new Map<string, number>();
@@ -167,6 +178,13 @@ export class ServerStats {
     });
   }
 
+  /** Access log fields of a UDP flow: protocol and datagram counts. */
+  private flowFields(stream: Stream): Record<string, unknown> {
+    const flow = this.flows.get(stream);
+    if (flow === undefined) return {};
+    return { protocol: "udp", datagramsOut: flow.datagramsIn, datagramsIn: flow.datagramsOut, datagramsDropped: flow.dropped };
+  }
+
   streamEnded(stream: Stream, code: number | null, host: Host | null, accessLog: boolean): void {
     this.streamsActive--;
     if (stream.state === "moved") {
@@ -176,6 +194,11 @@ export class ServerStats {
     }
     this.bytesOut += stream.bytesOut;
     this.bytesIn += stream.bytesIn;
+    if (code === WireCode.PROTOCOL_MISMATCH && !this.mismatchWarned.has(stream.label)) {
+      this.mismatchWarned.add(stream.label);
+      const want = stream.open.datagram === true ? "udp" : "tcp";
+      log.warn(`the agent's service is not ${want}: give route and service the same protocol (/udp on both or neither)`, { route: stream.label, host: host?.hostName, code: logCode("ERR_SERVICE_PROTOCOL") });
+    }
     if (code !== null) {
       const label = resetCodeLabel(code);
       const known = label === "UNKNOWN" ? -1 : code;
@@ -199,6 +222,7 @@ export class ServerStats {
         connectionId: host?.connectionId,
         bytesIn: stream.bytesIn,
         bytesOut: stream.bytesOut,
+        ...this.flowFields(stream),
         durationMs: Math.round(performance.now() - stream.openedAt),
         reason: code === null ? "fin" : wireCodeName(code),
       });

@@ -21,7 +21,7 @@ test("wireCodeName names known codes and marks unknown ones", () => {
   expect(C.wireCodeName(C.WireCode.ENHANCE_YOUR_CALM)).toBe("ENHANCE_YOUR_CALM");
   for (const [name, code] of Object.entries(C.WireCode)) expect(C.wireCodeName(code)).toBe(name);
   expect(C.wireCodeName(C.WireCode.IDLE_TIMEOUT)).toBe("IDLE_TIMEOUT");
-  expect(C.wireCodeName(17)).toBe("UNKNOWN(17)");
+  expect(C.wireCodeName(18)).toBe("UNKNOWN(18)");
   expect(C.wireCodeName(2 ** 32 - 1)).toBe("UNKNOWN(4294967295)");
   expect(C.wireCodeName(-1)).toBe("UNKNOWN(-1)");
   expect(C.wireCodeName(1.5)).toBe("UNKNOWN(1.5)");

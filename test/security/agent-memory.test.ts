@@ -60,15 +60,16 @@ async function startAgentProcess(env: Record<string, string> = {}, connections =
 }
 
 /**
- * Runs a flood of `streams` × 2 MiB against the stalled target, released after 3 s, sampling the agent's RSS every
- * 20 ms, until `enough` (or every stream is over). Gives up early (with the peak so far) once the RSS passes the
+ * Runs a flood of `streams` × 2 MiB against the stalled target, released after 3 s (later on a loaded machine: not
+ * before the echo stream was served, so `echoServedStalled` says whether it was served while the target was still
+ * not accepting; at the latest 10 s in), sampling the agent's RSS every 20 ms, until `enough` (or every stream is over). Gives up early (with the peak so far) once the RSS passes the
  * limit: today's agent would go on to gigabytes.
  */
 async function floodWhileStalled(
   respectWindow: boolean,
   streams: number,
   enough: (rec: FloodRecord) => boolean = (rec) => rec.done(),
-): Promise<{ rec: FloodRecord; peakRss: number; echoMs: number }> {
+): Promise<{ rec: FloodRecord; peakRss: number; echoServedStalled: boolean }> {
   const p = await startAgentProcess();
   const [conn] = await rogue.dataConns(1);
   await target.stall();
@@ -78,9 +79,14 @@ async function floodWhileStalled(
   const rec = flood(conn!, { streams, bytesPerStream: 2 * MiB, respectWindow, service: "slow", echoService: "echo", echoBytes: 256 * 1024 });
   const deadline = started + 18_000;
   let echoMs = Infinity;
+  let releasedAt = Infinity;
   while (!enough(rec) && performance.now() < deadline && peakRss <= RSS_LIMIT) {
     if (echoMs === Infinity && rec.echoOk()) echoMs = performance.now() - started;
-    if (performance.now() - started >= STALL_MS) target.release();
+    const since = performance.now() - started;
+    if (releasedAt === Infinity && since >= STALL_MS && (echoMs < Infinity || since >= 10_000)) {
+      releasedAt = since;
+      target.release();
+    }
     peakRss = Math.max(peakRss, await rssOf(p.proc.pid));
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -91,7 +97,7 @@ async function floodWhileStalled(
     `${respectWindow ? "window-respecting" : "window-ignoring"} flood: agent RSS ${(baseRss / MiB).toFixed(0)} MiB → peak ` +
       `${(peakRss / MiB).toFixed(0)} MiB; ${(rec.sent / MiB).toFixed(0)} MiB sent in ${((performance.now() - started) / 1000).toFixed(1)} s`,
   );
-  return { rec, peakRss, echoMs };
+  return { rec, peakRss, echoServedStalled: echoMs < releasedAt };
 }
 
 describe("defect 4: 1,000 streams × 2 MiB to a target that accepts after 3 s", () => {
@@ -100,10 +106,10 @@ describe("defect 4: 1,000 streams × 2 MiB to a target that accepts after 3 s", 
     // (the whole 2 GiB takes 5 s on an idle machine, too long on a busy one; tunnel tests check bytes exactly).
     const opening = 1000 * 64 * 1024;
     const widened = (rec: FloodRecord) => rec.windowAfterAck.size === 1001 && rec.echoOk() && target.received > 2 * opening;
-    const { rec, peakRss, echoMs } = await floodWhileStalled(true, 1000, widened);
+    const { rec, peakRss, echoServedStalled } = await floodWhileStalled(true, 1000, widened);
     expect(peakRss).toBeLessThan(RSS_LIMIT);
     expect(rec.echoOk()).toBe(true);
-    expect(echoMs).toBeLessThan(STALL_MS); // served while the flood's target was still not accepting
+    expect(echoServedStalled).toBe(true); // served while the flood's target was still not accepting
     expect(rec.resets.size).toBe(0);
     // After its ACK each stream's window grew to TUNNEL_STREAM_WINDOW_BYTES (2 MiB) by one WINDOW.
     for (let id = 1; id <= 1000; id++) expect(rec.windowAfterAck.get(id) ?? 0).toBeGreaterThanOrEqual(2 * MiB - 64 * 1024);
@@ -111,10 +117,10 @@ describe("defect 4: 1,000 streams × 2 MiB to a target that accepts after 3 s", 
   }, 30_000);
 
   test("a hostile server that ignores the window is reset with FLOW_CONTROL_ERROR: RSS stays low, the echo stream is served", async () => {
-    const { rec, peakRss, echoMs } = await floodWhileStalled(false, 1000);
+    const { rec, peakRss, echoServedStalled } = await floodWhileStalled(false, 1000);
     expect(peakRss).toBeLessThan(RSS_LIMIT);
     expect(rec.echoOk()).toBe(true);
-    expect(echoMs).toBeLessThan(STALL_MS);
+    expect(echoServedStalled).toBe(true);
     expect(rec.resets.size).toBe(1000);
     for (const code of rec.resets.values()) expect(code).toBe(WireCode.FLOW_CONTROL_ERROR);
   }, 30_000);

@@ -24,7 +24,7 @@ test("addTally works on a WeakMap keyed by objects", () => {
 
 test("resetCodeLabel names the known wire codes and folds every other code into UNKNOWN", () => {
   for (const [name, code] of Object.entries(WireCode)) expect(resetCodeLabel(code)).toBe(name);
-  for (const code of [17, 99, 1000, 2 ** 32 - 1, -1, 1.5]) {
+  for (const code of [18, 99, 1000, 2 ** 32 - 1, -1, 1.5]) {
     expect(wireCodeName(code)).toBe(`UNKNOWN(${code})`);
     expect(resetCodeLabel(code)).toBe("UNKNOWN");
   }

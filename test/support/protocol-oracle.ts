@@ -47,7 +47,8 @@ function oracleHeader(h: Uint8Array, maxFrame: number): ErrorCode | null {
   const type = dv.getUint8(0);
   if (type > 9) return "ERR_FRAME_TYPE";
   if (h.length < 2) return null;
-  if (dv.getUint8(1) !== 0) return "ERR_FRAME_FLAGS";
+  const flags = dv.getUint8(1);
+  if (flags !== 0 && !(type === 1 && flags === 1)) return "ERR_FRAME_FLAGS"; // OPEN may carry 0x01 (datagram flow)
   if (h.length < 6) return null;
   const id = dv.getUint32(2);
   const connectionLevel = type === 6 || type === 7 || type === 8 || type === 9;
@@ -88,7 +89,7 @@ export function oracleDecode(bytes: Uint8Array, maxFrame = 262144): { log: Ev[];
     if (type === 1) {
       const open = oracleOpen(p);
       if (open === null) return { log, error: "ERR_FRAME_PAYLOAD" };
-      log.push({ t: "open", id, open });
+      log.push({ t: "open", id, open: h[1] === 1 ? { ...open, datagram: true } : open });
     } else if (type === 2) log.push({ t: "ack", id });
     else if (type === 3) log.push({ t: "fin", id });
     else if (type === 4) log.push({ t: "rst", id, code: pv.getUint32(0) });

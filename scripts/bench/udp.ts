@@ -1,0 +1,121 @@
+/**
+ * The UDP part of `npm run bench` (issue 20): `iperf3 -u` through a /udp route (its control connection over a TCP
+ * route on the same port) against iperf3 -u straight to the iperf3 server, at a ladder of offered rates; for each
+ * path the highest offered rate whose loss stayed ≤ 1 %, and the loss at 200 Mbit/s (the issue's target; rathole
+ * published 217 Mbit/s on other hardware). `npm run bench -- --tests=udp` runs this part alone.
+ */
+import type { Subprocess } from "bun";
+import { randomBytes } from "node:crypto";
+import { spawnRole, startServerProcess } from "../lib/roles.ts";
+import { runTool } from "./extras.ts";
+import { freePort, roleCommand } from "./processes.ts";
+import type { TargetRow } from "./report.ts";
+import type { Bench } from "./run.ts";
+
+const HOST = "127.0.0.1";
+const PATHS = ["direct", "tunnel"] as const;
+
+/** What the UDP stage measured: per path, offered Mbit/s → { received Mbit/s, loss % }. */
+export interface UdpFigures {
+  results: Record<(typeof PATHS)[number], { offeredMbit: number; receivedMbit: number; lossPercent: number }[]>;
+  errors: string[];
+}
+
+async function iperfUdp(b: Bench, port: number, mbit: number, secs: number): Promise<{ receivedMbit: number; lossPercent: number }> {
+  const out = await runTool(b.kids, ["iperf3", "-c", HOST, "-p", String(port), "-u", "-b", `${mbit}M`, "-l", "1400", "-t", String(secs), "-J"], 60_000);
+  const sum = (JSON.parse(out) as { end: { sum: { bits_per_second: number; lost_percent: number } } }).end.sum;
+  return { receivedMbit: (sum.bits_per_second * (1 - sum.lost_percent / 100)) / 1e6, lossPercent: sum.lost_percent };
+}
+
+/** Runs the ladder on both paths (rates interleaved); null when --tests leaves it out or iperf3 is missing. */
+export async function runUdp(b: Bench): Promise<UdpFigures | null> {
+  if (b.opts.only && !b.opts.only.includes("udp")) return null;
+  const f: UdpFigures = { results: { direct: [], tunnel: [] }, errors: [] };
+  if (Bun.which("iperf3") === null) {
+    f.errors.push("udp: iperf3 is not installed (apt-get install iperf3)");
+    return f;
+  }
+  const iperfPort = freePort();
+  const iperf: Subprocess = Bun.spawn(["iperf3", "-s", "-B", HOST, "-p", String(iperfPort)], { stdout: "ignore", stderr: "ignore" });
+  b.kids.add(iperf);
+  try {
+    const routePort = freePort();
+    const cmd = roleCommand(b.opts);
+    const secret = randomBytes(18).toString("base64url");
+    const common = { TUNNEL_LOG_LEVEL: "warn", TUNNEL_TLS: "off", ...b.opts.tunnelEnv };
+    const { role: server, agentPort } = await startServerProcess(cmd("server"), {
+      ...common, TUNNEL_LOG_LEVEL: "info", TUNNEL_ACCESS_LOG: "off", TUNNEL_LISTEN: `${HOST}:0`,
+      TUNNEL_CLUSTERS: `bench=token:${secret}`,
+      TUNNEL_ROUTES: `${HOST}:${routePort}=bench/iperf-ctl,${HOST}:${routePort}/udp=bench/iperf`,
+    }, { keepLines: 100 });
+    b.kids.addRole(server);
+    const agent = spawnRole(cmd("agent"), {
+      ...common, TUNNEL_SERVERS: `${HOST}:${agentPort}`, TUNNEL_CLUSTER: "bench", TUNNEL_CREDENTIAL: secret,
+      TUNNEL_HOSTNAME: "bench-udp", TUNNEL_CONNECTIONS: "1",
+      TUNNEL_SERVICES: `iperf-ctl=${HOST}:${iperfPort},iperf=${HOST}:${iperfPort}/udp`,
+    }, { keepLines: 100 });
+    b.kids.addRole(agent);
+    await ready(b, routePort);
+    const rates = b.opts.quick ? [200] : [100, 200, 300, 500, 800];
+    const secs = b.opts.quick ? 2 : 5;
+    for (const mbit of rates) {
+      for (const [path, port] of [["direct", iperfPort], ["tunnel", routePort]] as const) {
+        try {
+          f.results[path].push({ offeredMbit: mbit, ...(await iperfUdp(b, port, mbit, secs)) });
+        } catch (e) {
+          f.errors.push(`udp ${path} ${mbit}M: ${(e as Error).message}`);
+        }
+      }
+    }
+  } catch (e) {
+    f.errors.push(`udp: ${(e as Error).message}`);
+  } finally {
+    iperf.kill();
+  }
+  return f;
+}
+
+/** Waits until a short iperf3 -u run through the tunnel completes (agent connected, iperf3 listening). */
+async function ready(b: Bench, port: number): Promise<void> {
+  const deadline = performance.now() + 15_000;
+  for (;;) {
+    try {
+      await iperfUdp(b, port, 1, 1);
+      return;
+    } catch (e) {
+      if (performance.now() > deadline) throw new Error(`UDP pair not ready: ${(e as Error).message}`);
+      await Bun.sleep(200);
+    }
+  }
+}
+
+/** Highest offered rate with loss ≤ 1 %. */
+function bestAtOnePercent(rows: UdpFigures["results"]["direct"]): number | null {
+  const ok = rows.filter((r) => r.lossPercent <= 1);
+  return ok.length === 0 ? null : Math.max(...ok.map((r) => r.offeredMbit));
+}
+
+/** Prints the UDP table; returns the target row (200 Mbit/s through the tunnel with loss ≤ 1 %). */
+export function printUdp(b: Bench, f: UdpFigures | null): TargetRow[] {
+  if (f === null) return [];
+  b.out("\n## UDP: iperf3 -u, 1,400-byte datagrams (received Mbit/s, loss %)\n");
+  b.out("| offered Mbit/s | direct | tunnel |\n|---|---|---|");
+  for (const r of f.results.tunnel) {
+    const d = f.results.direct.find((x) => x.offeredMbit === r.offeredMbit);
+    const cell = (x?: { receivedMbit: number; lossPercent: number }) => (x ? `${x.receivedMbit.toFixed(0)} (${x.lossPercent.toFixed(2)} %)` : "–");
+    b.out(`| ${r.offeredMbit} | ${cell(d)} | ${cell(r)} |`);
+  }
+  b.out(`\nHighest offered rate at ≤ 1 % loss: direct ${bestAtOnePercent(f.results.direct) ?? "none"} Mbit/s, tunnel ${bestAtOnePercent(f.results.tunnel) ?? "none"} Mbit/s (of those tried).`);
+  for (const e of f.errors) b.out(`- error: ${e}`);
+  const at200 = f.results.tunnel.find((r) => r.offeredMbit === 200);
+  return [{
+    target: "UDP through the tunnel: 200 Mbit/s with loss ≤ 1 %",
+    value: at200 ? `${at200.lossPercent.toFixed(2)} % loss` : "not measured",
+    met: at200 ? at200.lossPercent <= 1 : null,
+  }];
+}
+
+/** The JSON part of the summary. */
+export function udpSummary(f: UdpFigures | null): Record<string, unknown> | null {
+  return f === null ? null : { figures: f.results, errors: f.errors };
+}
