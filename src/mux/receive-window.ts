@@ -7,13 +7,14 @@
  * excess waits in that queue in front of every other stream's bytes. Here the window aims at the BDP plus a small
  * standing queue instead: every epoch (a window's worth of bytes written to the local socket) gives the time one
  * window took to go round, `cycle = elapsed × window / bytes`. The window is the only thing in flight, so
- * `cycle − minRtt` is the queueing delay our own window causes (or, with a slow local socket, its slowness):
- * - below `slack` (minRtt/16 + 3 ms: measurement noise, credit batching, event-loop hand-offs): the window is what
- *   limits the stream, so it doubles (up to the maximum, and only if the reservation against the inbound budgets
- *   succeeds);
- * - above 2 × slack: the window is larger than the path needs; it is set to rate × (minRtt + slack), at least
- *   the base window;
- * - in between: unchanged.
+ * `queueing = cycle − minRtt` is the delay our own window adds (or, with a slow local socket, its slowness). With
+ * `slack` = minRtt/32 + 2 ms (measurement noise, credit batching, event-loop hand-offs):
+ * - queueing below slack: the window is what limits the stream, so it grows (only if the reservation against the
+ *   inbound budgets succeeds, up to the maximum): it doubles until it first overshoots, then, the path's rate being
+ *   known, by one slack's worth of bytes (rate × slack) at a time, so probing never floods the bottleneck again;
+ * - above 3 × slack: the window is larger than the path needs: rate × (minRtt + 2 × slack), at least the base;
+ * - in between: unchanged. The window settles about 2 slacks above the round trip (10 ms at 100 ms RTT).
+ * Only epochs at the current window are measured: none while credit is withheld, and none right after a change.
  * A smaller window is reached by returning less credit (never by revoking any: the peer may rely on what it has),
  * and a window that went unused for a whole idle check (the session's heartbeat) falls back to the base.
  *
@@ -26,7 +27,7 @@ import { RoundTrip } from "./round-trip.ts";
 /** Largest credit batch (see the file header). */
 export const CREDIT_BATCH_MAX_BYTES = 128 * 1024;
 /** Fixed part of the tolerated queueing delay, ms. */
-const SLACK_MS = 3;
+const SLACK_MS = 2;
 
 /** What a window needs from its session. */
 export interface WindowHost {
@@ -82,6 +83,10 @@ export class ReceiveWindow {
   private epochBytes = 0;
   /** `consumed` at the last idle check. */
   private checkedBytes = 0;
+  /** The current epoch follows a change of the window: not measured. */
+  private settling = false;
+  /** Growth doubles until the window first overshoots the path (then it grows by a slack's worth). */
+  private probing = true;
   /** Tuning is on (set when the stream is acknowledged). */
   private tuning = false;
 
@@ -124,7 +129,7 @@ export class ReceiveWindow {
     this.owed += n;
     this.consumed += n;
     if (this.owed < this.threshold) return 0;
-    if (this.tuning) this.tune();
+    if (this.tuning) this.tune(queued);
     // Grant up to `size` outstanding: more than owed grows the window, less withholds what exceeds it.
     const inc = this.size - this.credit - queued;
     this.owed = 0;
@@ -139,8 +144,8 @@ export class ReceiveWindow {
    */
   idleCheck(): void {
     if (this.consumed === this.checkedBytes && this.size > this.base) {
-      this.size = this.base;
-      this.threshold = batch(this.base);
+      this.resize(this.base);
+      this.probing = true;
       this.epochAt = -1;
     }
     this.checkedBytes = this.consumed;
@@ -151,25 +156,38 @@ export class ReceiveWindow {
     this.reserve(0);
   }
 
-  /** One epoch ended (see the file header): grow, shrink or keep the window. */
-  private tune(): void {
+  /**
+   * At a credit update: once an epoch (a window's worth of bytes) is over, grow, shrink or keep the window (see
+   * the file header). Epochs are measured only at the current window: none while credit is withheld, and the one
+   * right after a change only lets the peer settle to the new window.
+   */
+  private tune(queued: number): void {
     const now = this.host.now();
-    const bytes = this.consumed - this.epochBytes;
     const rtt = this.host.rttMinMs;
+    if (this.credit + queued + this.owed > this.size || rtt <= 0) {
+      this.epochAt = -1; // withholding, or no round trip yet
+      return;
+    }
+    const bytes = this.consumed - this.epochBytes;
     if (this.epochAt >= 0 && bytes < this.size) return;
     const elapsed = now - this.epochAt;
-    const fresh = this.epochAt < 0 || rtt <= 0 || elapsed <= 0;
+    const measured = this.epochAt >= 0 && !this.settling && elapsed > 0;
     this.epochAt = now;
     this.epochBytes = this.consumed;
-    if (fresh) return;
-    const slack = rtt / 16 + SLACK_MS;
+    this.settling = false;
+    if (!measured) return;
+    const slack = rtt / 32 + SLACK_MS;
     const queueing = (elapsed * this.size) / bytes - rtt;
-    if (queueing < slack) this.grow();
-    else if (queueing > 2 * slack) this.resize(Math.max(this.base, Math.round((bytes / elapsed) * (rtt + slack))));
+    const rate = bytes / elapsed;
+    if (queueing < slack) this.grow(this.probing ? this.size * 2 : this.size + Math.max(this.threshold, rate * slack));
+    else if (queueing > 3 * slack) {
+      this.probing = false; // the path's rate is known: from now on grow by one slack's worth at a time
+      this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack))));
+    }
   }
 
-  private grow(): void {
-    const next = Math.min(this.host.windowMaxBytes, this.size * 2);
+  private grow(to: number): void {
+    const next = Math.min(this.host.windowMaxBytes, Math.round(to));
     if (next <= this.size) return;
     const need = next - this.base - this.reserved;
     if (need > 0 && !this.host.mayReserve(need)) return;
@@ -179,6 +197,7 @@ export class ReceiveWindow {
   private resize(size: number): void {
     this.size = size;
     this.threshold = batch(size);
+    this.settling = true;
   }
 
   /** Sets the reservation to `bytes` (≥ 0) in the inbound tally. */
