@@ -87,6 +87,8 @@ export class ReceiveWindow {
   private settling = false;
   /** Growth doubles until the window first overshoots the path (then it grows by a slack's worth). */
   private probing = true;
+  /** The last change was a doubling (so queueing now means an overshoot). */
+  private doubled = false;
   /** Tuning is on (set when the stream is acknowledged). */
   private tuning = false;
 
@@ -179,11 +181,16 @@ export class ReceiveWindow {
     const slack = rtt / 32 + SLACK_MS;
     const queueing = (elapsed * this.size) / bytes - rtt;
     const rate = bytes / elapsed;
-    if (queueing < slack) this.grow(this.probing ? this.size * 2 : this.size + Math.max(this.threshold, rate * slack));
-    else if (queueing > 3 * slack) {
-      this.probing = false; // the path's rate is known: from now on grow by one slack's worth at a time
-      this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack))));
+    const doubled = this.doubled;
+    this.doubled = false;
+    if (queueing < slack) {
+      this.doubled = this.probing;
+      this.grow(this.probing ? this.size * 2 : this.size + Math.max(this.threshold, rate * slack));
+      return;
     }
+    // A doubling that no longer limits the stream found the path's rate: from now on, grow by a slack's worth.
+    if (doubled) this.probing = false;
+    if (queueing > 3 * slack) this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack))));
   }
 
   private grow(to: number): void {
