@@ -24,7 +24,9 @@ export interface CommonConfig {
   tls: boolean; tlsCa: string | null; tlsCert: string | null; tlsKey: string | null;
   /** Oldest TLS version accepted. */ tlsMinVersion: "1.2" | "1.3";
   /** Period of the TLS file check (ms); 0: files are read at start only. */ tlsReloadIntervalMs: number;
-  streamWindowBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
+  streamWindowBytes: number; streamWindowMaxBytes: number; maxFrameBytes: number; heartbeatIntervalMs: number; heartbeatTimeoutMs: number;
+  /** Inbound budgets (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES). */
+  inboundMaxBytesPerConnection: number; inboundMaxBytes: number;
   maxStreamsPerConnection: number; handshakeMaxBytes: number; controlQueueMaxBytes: number;
   /** TUNNEL_STREAM_IDLE_TIMEOUT_MS; 0 = off. */
   streamIdleTimeoutMs: number;
@@ -68,8 +70,6 @@ export interface AgentConfig extends CommonConfig {
   connectTimeoutMs: number; gracefulCloseMaxWaitMs: number; tlsServerName: string | null;
   /** TUNNEL_TLS_PIN, canonical `sha256:<base64>` (SPEC.md §6); empty: verify with a CA. */ tlsPins: string[];
   discoveryIntervalMs: number; dnsServers: string[];
-  /** Inbound budgets (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES). */
-  inboundMaxBytesPerConnection: number; inboundMaxBytes: number;
   /** TUNNEL_PROTOCOL: our stream protocol, or a MOSN agent's raw connections. */ protocol: "backchannel" | "mosn";
 }
 /** A loaded configuration. */

@@ -116,6 +116,10 @@ export const SPECS = {
   TUNNEL_STREAM_WINDOW_BYTES: spec({ modes: BOTH, syntax: "65536..16777216", ...defaulted(DEFAULT_WINDOW_BYTES),
     meaning: "Per-stream receive window granted to the peer (an agent grants 64 KiB until the stream's target is " +
       "connected, then this).", schema: intSchema(65_536, 16_777_216) }),
+  TUNNEL_STREAM_WINDOW_MAX_BYTES: spec({ modes: BOTH, syntax: "65536..1073741824", ...defaulted(16 * MiB),
+    meaning: "Largest a stream's receive window grows to while the stream is limited by its window (it aims at " +
+      "the round trip × rate plus a few ms, within the inbound budgets, and falls back after idling); at or below " +
+      "TUNNEL_STREAM_WINDOW_BYTES, windows stay fixed.", schema: intSchema(65_536, 1_073_741_824) }),
   TUNNEL_MAX_FRAME_BYTES: spec({ modes: BOTH, syntax: `${MIN_MAX_FRAME_BYTES}..${MAX_MAX_FRAME_BYTES}`,
     ...defaulted(DEFAULT_MAX_FRAME_BYTES), meaning: "Largest DATA frame payload accepted from the peer.",
     schema: intSchema(MIN_MAX_FRAME_BYTES, MAX_MAX_FRAME_BYTES) }),
@@ -221,11 +225,12 @@ export const SPECS = {
     schema: enumSchema(["backchannel", "mosn"]) }),
   TUNNEL_CONNECTIONS: spec({ modes: AGENT, syntax: "1..64", default: "2", fallback: "2",
     meaning: "Data connections kept to each server.", schema: intSchema(1, 64) }),
-  TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION: spec({ modes: AGENT, syntax: "65536..1099511627776", ...defaulted(64 * MiB),
-    meaning: "Server bytes one connection may hold for targets (a stream whose target is not connected yet counts " +
-      "64 KiB); past this, new streams are refused (REFUSED_STREAM, retried elsewhere).",
+  TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION: spec({ modes: BOTH, syntax: "65536..1099511627776", ...defaulted(64 * MiB),
+    meaning: "Peer bytes one connection may hold for local sockets, plus how far its streams' windows grew above " +
+      "TUNNEL_STREAM_WINDOW_BYTES (an agent's stream whose target is not connected yet counts 64 KiB): windows grow " +
+      "only within it; past it an agent refuses new streams (REFUSED_STREAM, retried elsewhere).",
     schema: intSchema(65_536, 1_099_511_627_776) }),
-  TUNNEL_INBOUND_MAX_BYTES: spec({ modes: AGENT, syntax: "65536..1099511627776", ...defaulted(256 * MiB),
+  TUNNEL_INBOUND_MAX_BYTES: spec({ modes: BOTH, syntax: "65536..1099511627776", ...defaulted(256 * MiB),
     meaning: "The same budget for the whole process, over all connections.", schema: intSchema(65_536, 1_099_511_627_776) }),
   TUNNEL_WEIGHT: spec({ modes: AGENT, syntax: "1..100", default: "10", fallback: "10",
     meaning: "Load-balancing weight the server gives this agent.", schema: intSchema(1, 100) }),

@@ -136,6 +136,9 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     tlsMinVersion: must(x.TUNNEL_TLS_MIN_VERSION),
     tlsReloadIntervalMs: must(x.TUNNEL_TLS_RELOAD_INTERVAL_MS),
     streamWindowBytes: must(x.TUNNEL_STREAM_WINDOW_BYTES),
+    streamWindowMaxBytes: must(x.TUNNEL_STREAM_WINDOW_MAX_BYTES),
+    inboundMaxBytesPerConnection: must(x.TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION),
+    inboundMaxBytes: must(x.TUNNEL_INBOUND_MAX_BYTES),
     maxFrameBytes: must(x.TUNNEL_MAX_FRAME_BYTES),
     heartbeatIntervalMs: must(x.TUNNEL_HEARTBEAT_INTERVAL_MS),
     heartbeatTimeoutMs: must(x.TUNNEL_HEARTBEAT_TIMEOUT_MS),
@@ -189,8 +192,6 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     tlsPins: x.TUNNEL_TLS_PIN ?? [],
     discoveryIntervalMs: must(x.TUNNEL_DISCOVERY_INTERVAL_MS),
     dnsServers: x.TUNNEL_DNS_SERVERS ?? [],
-    inboundMaxBytesPerConnection: must(x.TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION),
-    inboundMaxBytes: must(x.TUNNEL_INBOUND_MAX_BYTES),
     protocol: must(x.TUNNEL_PROTOCOL),
   };
 }

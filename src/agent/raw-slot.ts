@@ -129,6 +129,9 @@ export class RawSlot implements HandshakeOutcome {
       return this.setStopped();
     }
     this.state = "handshaking";
+    // Known from now on: a GracefulClose sent while the handshake is in flight lists it too (the server may have
+    // registered it already).
+    this.localAddress = formatHostPort({ host: socket.localAddress, port: socket.localPort ?? 0 });
     hs.begin(socket, config.connectTimeoutMs);
     const initInfo = encodeMosnInitInfo(config, channelBinding(socket, this.ctx.tls !== undefined));
     if (socket.write(initInfo) !== initInfo.byteLength) hs.abort(new TunnelError("ERR_HANDSHAKE_CLOSED", "could not send the handshake"));
@@ -151,7 +154,6 @@ export class RawSlot implements HandshakeOutcome {
     const holding = new Holding(socket);
     socket.data.owner = holding;
     this.tunnel = socket;
-    this.localAddress = formatHostPort({ host: socket.localAddress, port: socket.localPort ?? 0 });
     const { service } = this;
     const early = new Holding(null); // a service that speaks first (a banner) before the splice takes over
     connect({ host: service.host, port: service.port, timeoutMs: this.ctx.config.connectTimeoutMs, owner: early }).then(
@@ -213,6 +215,7 @@ export class RawSlot implements HandshakeOutcome {
   }
 
   private retry(reason: string, authFailure: boolean, code?: ErrorCode): void {
+    this.localAddress = null;
     if (this.stopped) return this.setStopped();
     this.failures++;
     const limit = this.ctx.config.connectRetryTimes;

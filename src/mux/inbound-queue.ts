@@ -10,23 +10,36 @@ const TAIL_BYTES = 64 * 1024;
 /** First tail buffer of a backlog. */
 const TAIL_MIN_BYTES = 4 * 1024;
 
-/** The process-wide count behind every InboundTally that counts into it (agent sessions). */
-export const processInbound = { bytes: 0 };
+/** The process-wide counts behind InboundTallies, one per role (a test process runs both). */
+export const processInboundOf = { agent: { bytes: 0 }, server: { bytes: 0 } };
+/** The agents' process-wide count. */
+export const processInbound = processInboundOf.agent;
 
 /**
- * Peer bytes a session holds for its streams' local sockets (SPEC.md §2.2, inbound budget): bytes queued on attached
- * streams, plus the whole opening window of each stream whose local socket is not attached yet (the peer may fill it
- * whatever we do). Counted into {@link processInbound} too when `processWide`.
+ * Peer bytes a session holds or may be sent for its streams' local sockets (SPEC.md §2.2, inbound budget): bytes
+ * queued on attached streams, the whole opening window of each stream whose local socket is not attached yet (the
+ * peer may fill it whatever we do), and how far adaptive windows grew above the base window. Counted into
+ * `process` (one of {@link processInboundOf}) too, when given.
  */
 export class InboundTally {
   bytes = 0;
 
-  constructor(private readonly processWide: boolean) {}
+  constructor(
+    readonly process: { bytes: number } | null,
+    /** The budgets (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES); Infinity: none. */
+    private readonly perConnection = Infinity,
+    private readonly perProcess = Infinity,
+  ) {}
+
+  /** Whether `n` more bytes fit both budgets. */
+  fits(n: number): boolean {
+    return this.bytes + n <= this.perConnection && (this.process?.bytes ?? 0) + n <= this.perProcess;
+  }
 
   /** Adds `n` bytes (negative: releases them). */
   charge(n: number): void {
     this.bytes += n;
-    if (this.processWide) processInbound.bytes += n;
+    if (this.process !== null) this.process.bytes += n;
   }
 }
 

@@ -15,17 +15,13 @@ import { isValidOpenPayload } from "../protocol/open-payload.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
 import { encodeControl, type ControlMessage } from "../protocol/control.ts";
 import { Stream, type LocalSocket } from "./stream.ts";
-import type { StreamHost } from "./stream-host.ts";
+import { PENDING_OUT_BUDGET_BYTES, SEND_QUANTUM_BYTES, type StreamHost } from "./stream-host.ts";
 import { FrameWriter, type FrameSocket } from "./frame-writer.ts";
-import { InboundTally } from "./inbound-queue.ts";
+import { InboundTally, processInboundOf } from "./inbound-queue.ts";
+import { WindowContext } from "./receive-window.ts";
 import { resetIdleStreams, startIdleClock } from "./idle-streams.ts";
 import type { SessionEvents, SessionOptions } from "./session-options.ts";
 
-/**
- * Unsent bytes that streams' local sockets may have delivered on one session before every stream stops reading:
- * without it, each of thousands of visitors could park one 512 KiB read while the connection is backed up.
- */
-const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
 
 /** The wire code a GOAWAY carries when a session closes for an error (SPEC.md §5.2); every other code: PROTOCOL_ERROR. */
 const GOAWAY_CODE_OF: Partial<Record<ErrorCode, WireCode>> = {
@@ -48,22 +44,21 @@ export abstract class SessionCore implements StreamHost<Stream> {
   protected highestStreamId = 0;
   protected lastReceivedAt = performance.now();
   private readonly heartbeat: ReturnType<typeof setInterval> | null;
-  private readonly pingScratch = new Uint8Array(8);
   /** No new streams (we or the peer sent GOAWAY, or ids ran out). */
   draining = false;
   closed = false;
   /** Streams ever opened on this session. */
   streamsOpened = 0;
-  /** Last measured round trip (ms), or -1. */
-  rttMs = -1;
   /** Unsent bytes read from streams' local sockets (see pendingChanged). */
   private pendingOut = 0;
   /** Streams stop reading their local sockets while pendingOut is over the budget. */
   readsPaused = false;
   /** The peer sent GOAWAY (acted on once). */
   protected peerWentAway = false;
-  /** Peer bytes held for local sockets (StreamHost; an agent's inbound budget is checked against it). */
+  /** Peer bytes held for local sockets and window growth (StreamHost), with the inbound budgets. */
   readonly inbound: InboundTally;
+  /** What the streams' adaptive windows use (StreamHost; round trips, see receive-window.ts). */
+  readonly windows: WindowContext;
   /** The idle clock (StreamHost, see idle-streams.ts); 0 forever without a stream idle timeout. */
   epoch = 0;
   private readonly idleClock: ReturnType<typeof setInterval> | null;
@@ -82,9 +77,12 @@ export abstract class SessionCore implements StreamHost<Stream> {
       () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
     );
     this.encoder = this.writer.encoder;
-    this.inbound = new InboundTally(opts.inboundMaxBytes !== undefined);
+    const process = opts.inboundMaxBytes !== undefined ? processInboundOf[opts.role] : null;
+    this.inbound = new InboundTally(process, opts.inboundMaxBytesPerConnection, opts.inboundMaxBytes);
+    this.windows = new WindowContext(this.inbound, opts.windowMaxBytes ?? 0, opts.clock ?? (() => performance.now()));
     this.heartbeat = opts.heartbeatIntervalMs > 0 ? setInterval(() => this.tick(), opts.heartbeatIntervalMs) : null;
     this.heartbeat?.unref?.();
+    if (this.windows.windowMaxBytes > (opts.openWindow ?? opts.localWindow)) this.ping(); // a round trip before the first window fills
     this.idleClock = startIdleClock(opts.streamIdleTimeoutMs, () => resetIdleStreams(this.streams.values(), ++this.epoch));
   }
 
@@ -163,16 +161,6 @@ export abstract class SessionCore implements StreamHost<Stream> {
     this.writer.drained();
   }
 
-  /** The peer sent GOAWAY: it opens no more streams here. */
-  get peerGoneAway(): boolean {
-    return this.peerWentAway;
-  }
-
-  /** How long since the peer last sent anything (ms). */
-  get silentForMs(): number {
-    return performance.now() - this.lastReceivedAt;
-  }
-
   /** The peer sent FIN: no more frames can arrive, so the session ends. */
   onEnd(): void {
     this.close(new TunnelError("ERR_SESSION_CLOSED", "peer closed the connection"));
@@ -187,8 +175,10 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   // --- StreamHost ---
 
-  /** StreamHost: room to stage DATA, all of it for byte streams, UDP's share for datagram flows (Session's). */
-  abstract canSend(): boolean;
+  canSend(staged: number): boolean {
+    return !this.closed && this.writer.canAccept() && (staged < SEND_QUANTUM_BYTES || this.blocked.size === 0);
+  }
+  /** StreamHost: room to stage datagrams, UDP's share of the staging buffer (Session's). */
   abstract canSendDatagrams(): boolean;
 
   pendingChanged(delta: number): void {
@@ -265,12 +255,16 @@ export abstract class SessionCore implements StreamHost<Stream> {
     this.writer.reply(bytes);
   }
 
-  /** Everything staged was written: streams that waited for room send again. */
+  /**
+   * Everything staged was written: streams that waited for room send again, oldest first, until the staging buffer
+   * is full. One that used its quantum (canSend) joins the end, so the others come first in this or the next round.
+   */
   private resumeBlocked(): void {
-    if (this.closed || this.blocked.size === 0) return;
-    const streams = [...this.blocked];
-    this.blocked.clear();
-    for (const s of streams) s.pump();
+    for (const s of this.blocked) {
+      if (this.closed || !this.writer.canAccept()) return;
+      this.blocked.delete(s);
+      s.pump();
+    }
   }
 
   private tick(): void {
@@ -281,9 +275,14 @@ export abstract class SessionCore implements StreamHost<Stream> {
       return;
     }
     this.encoder.trim(); // a burst's staging memory goes back once everything is written
-    new DataView(this.pingScratch.buffer).setFloat64(0, now);
+    this.ping();
+    for (const s of this.streams.values()) s.idleCheck();
+  }
+
+  /** Sends a PING carrying the time; its PONG gives a round trip. Also sent right after the handshake. */
+  protected ping(): void {
     this.control();
-    this.encoder.ping(this.pingScratch);
+    this.encoder.ping(this.windows.roundTrip.stamp());
   }
 
   private shutdown(error?: TunnelError): void {

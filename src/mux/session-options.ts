@@ -47,8 +47,16 @@ export interface SessionOptions {
   /** Aside connections only: CONTROL frames are allowed (elsewhere they are a protocol error). */
   acceptControl?: boolean;
   /**
-   * Agent: peer bytes held for local sockets (see InboundTally) beyond which new OPENs are refused with
-   * REFUSED_STREAM, on this connection and in the whole process. Absent: no budget.
+   * The largest a stream's receive window may grow to (TUNNEL_STREAM_WINDOW_MAX_BYTES, SPEC.md §2.2); absent or
+   * not above openWindow: windows do not adapt.
+   */
+  windowMaxBytes?: number;
+  /** Milliseconds clock for the adaptive windows (tests); default performance.now. */
+  clock?: () => number;
+  /**
+   * Peer bytes held for local sockets plus window growth (see InboundTally), on this connection and in the whole
+   * process: windows grow only within these; an agent also refuses new OPENs past them (REFUSED_STREAM). Absent:
+   * no budget.
    */
   inboundMaxBytesPerConnection?: number;
   inboundMaxBytes?: number;
@@ -82,15 +90,17 @@ export interface SessionEvents {
 /** The settings both roles' configs share that shape a session (TUNNEL_STREAM_WINDOW_BYTES etc.). */
 export interface SessionSettings {
   streamWindowBytes: number;
+  /** TUNNEL_STREAM_WINDOW_MAX_BYTES. */
+  streamWindowMaxBytes: number;
   maxFrameBytes: number;
   maxStreamsPerConnection: number;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   controlQueueMaxBytes: number;
   streamIdleTimeoutMs: number;
-  /** Agent only (TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES). */
-  inboundMaxBytesPerConnection?: number;
-  inboundMaxBytes?: number;
+  /** TUNNEL_INBOUND_MAX_BYTES_PER_CONNECTION, TUNNEL_INBOUND_MAX_BYTES. */
+  inboundMaxBytesPerConnection: number;
+  inboundMaxBytes: number;
 }
 
 /** What the peer announced in the handshake (the agent's hello, or the server's response). */
@@ -102,7 +112,7 @@ export interface PeerLimits {
 /**
  * The options of a session for `role` on a `kind` of connection, from this side's settings and the peer's limits:
  * the same for both roles, except that an aside (control) connection carries no streams and accepts CONTROL, and
- * that an agent opens streams with a small window (OPENING_WINDOW_BYTES) and keeps inbound budgets.
+ * that an agent opens streams with a small window (OPENING_WINDOW_BYTES).
  */
 export function sessionOptions(role: "server" | "agent", kind: "data" | "aside", s: SessionSettings, peer: PeerLimits): SessionOptions {
   const agent = role === "agent";
@@ -110,7 +120,9 @@ export function sessionOptions(role: "server" | "agent", kind: "data" | "aside",
     role,
     localWindow: agent ? openingWindow(s.streamWindowBytes) : s.streamWindowBytes,
     openWindow: s.streamWindowBytes,
-    ...(agent ? { inboundMaxBytesPerConnection: s.inboundMaxBytesPerConnection, inboundMaxBytes: s.inboundMaxBytes } : {}),
+    windowMaxBytes: s.streamWindowMaxBytes,
+    inboundMaxBytesPerConnection: s.inboundMaxBytesPerConnection,
+    inboundMaxBytes: s.inboundMaxBytes,
     streamIdleTimeoutMs: s.streamIdleTimeoutMs,
     peerWindow: peer.window,
     localMaxFrame: s.maxFrameBytes,

@@ -10,7 +10,7 @@ import { TunnelError } from "../errors.ts";
 import { decodeControl } from "../protocol/control.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 import { releaseChunk } from "../transport/read-buffer.ts";
-import { InboundQueue, processInbound } from "./inbound-queue.ts";
+import { InboundQueue } from "./inbound-queue.ts";
 import type { FrameSocket } from "./frame-writer.ts";
 import { SessionCore } from "./session-core.ts";
 import type { SessionEvents, SessionOptions } from "./session-options.ts";
@@ -32,6 +32,21 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
   constructor(socket: FrameSocket, opts: SessionOptions, events: SessionEvents) {
     super(socket, opts, events);
     this.decoder = new FrameDecoder(this, { maxFrameBytes: opts.localMaxFrame });
+  }
+
+  /** Last measured round trip (ms), or -1. */
+  get rttMs(): number {
+    return this.windows.roundTrip.lastMs;
+  }
+
+  /** The peer sent GOAWAY: it opens no more streams here. */
+  get peerGoneAway(): boolean {
+    return this.peerWentAway;
+  }
+
+  /** How long since the peer last sent anything (ms). */
+  get silentForMs(): number {
+    return performance.now() - this.lastReceivedAt;
   }
 
   // --- socket events (Session is its connection's SocketOwner once the handshake is over) ---
@@ -59,8 +74,8 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
     }
     this.highestStreamId = streamId;
     // Not refused while we drain: an OPEN the server sent before our GOAWAY reached it is served (refusing it
-    // would reset a visitor that other agents could have taken). Only the cap and the inbound budgets refuse.
-    const refused = this.streams.size >= this.opts.maxStreams ? "stream_limit" : this.overInboundBudget() ? "inbound_budget" : null;
+    // would reset a visitor that other agents could have taken). Only the cap and the inbound budgets (SPEC.md §2.2) refuse.
+    const refused = this.streams.size >= this.opts.maxStreams ? "stream_limit" : !this.inbound.fits(this.opts.localWindow) ? "inbound_budget" : null;
     if (refused !== null) {
       this.reply(FRAME_HEADER_BYTES + 4);
       this.encoder.rst(streamId, WireCode.REFUSED_STREAM);
@@ -120,12 +135,8 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
 
   handlePong(opaque: Uint8Array): void {
     if (this.closed) return;
-    const sentAt = new DataView(opaque.buffer, opaque.byteOffset, 8).getFloat64(0);
-    const rtt = performance.now() - sentAt;
-    if (rtt >= 0 && rtt < 3_600_000) {
-      this.rttMs = rtt;
-      this.events.onRtt?.(rtt);
-    }
+    const rtt = this.windows.roundTrip.pong(opaque);
+    if (rtt >= 0) this.events.onRtt?.(rtt);
   }
 
   handleControl(payload: Uint8Array): void {
@@ -153,23 +164,7 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
     return !this.closed && this.writer.canAccept(UDP_SHARE);
   }
 
-  /** StreamHost: below the staging buffer's high-water mark and the socket keeps up. */
-  canSend(): boolean {
-    return !this.closed && this.writer.canAccept();
-  }
-
   // --- internals ---
-
-  /**
-   * Agent: a new stream's opening window would take the peer bytes held (InboundTally) past the budget of this
-   * connection or of the process (SPEC.md §2.2).
-   */
-  private overInboundBudget(): boolean {
-    const w = this.opts.localWindow;
-    const perConnection = this.opts.inboundMaxBytesPerConnection ?? Infinity;
-    const perProcess = this.opts.inboundMaxBytes ?? Infinity;
-    return this.inbound.bytes + w > perConnection || processInbound.bytes + w > perProcess;
-  }
 
   /** A frame for a stream not in the table: late (already closed) frames are ignored, others are an error. */
   private unknownStream(streamId: number, what: string): void {

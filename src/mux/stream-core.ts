@@ -11,6 +11,7 @@
 import type { OpenPayload } from "../protocol/frames.ts";
 import { WireCode } from "../protocol/constants.ts";
 import { InboundQueue } from "./inbound-queue.ts";
+import { ReceiveWindow } from "./receive-window.ts";
 import type { LocalSocket, OpeningWatcher, StreamHost } from "./stream-host.ts";
 
 /** How a stream ended: null while open, "fin" when both sides finished cleanly, otherwise the wire code. */
@@ -43,11 +44,8 @@ export abstract class StreamCore {
   end: StreamEnd = null;
   /** Bytes we may still send to the peer. */
   protected sendCredit: number;
-  /** Bytes the peer may still send us before we return credit. */
-  private recvCredit: number;
-  /** Bytes written to the local socket but not yet returned to the peer as credit. */
-  private creditOwed = 0;
-  private creditThreshold: number;
+  /** Our receive window: the peer's credit, credit owed, the adaptive window (receive-window.ts). */
+  protected readonly rx: ReceiveWindow;
   /** The opening window, counted in the session's InboundTally until the local socket is attached (then: the queue). */
   private reserved: number;
   /** A local chunk (or its unsent tail) waiting for credit or session room. */
@@ -78,17 +76,21 @@ export abstract class StreamCore {
     peerWindow: number,
     /** What we granted the peer per stream when it opened. */
     readonly localWindow: number,
-    /** What the window grows to once the stream is acknowledged (see widenWindow). */
+    /** The base window once the stream is acknowledged (see openWindow()). */
     private readonly openWindow: number,
     /** The OPEN that created this stream (visitor address, service). */
     readonly open: OpenPayload,
   ) {
     this.sendCredit = peerWindow;
-    this.recvCredit = localWindow;
-    this.creditThreshold = Math.max(1, localWindow >>> 2);
+    this.rx = new ReceiveWindow(host.windows, localWindow);
     this.reserved = localWindow;
     host.inbound.charge(localWindow);
     this.lastActive = host.epoch;
+  }
+
+  /** The window this stream aims to keep granted to the peer now (bytes; adaptive, SPEC.md §2.2). */
+  get receiveWindow(): number {
+    return this.rx.size;
   }
 
   /** Bytes of peer data held in memory waiting for the local socket. */
@@ -104,12 +106,11 @@ export abstract class StreamCore {
     this.lastActive = this.host.epoch;
     const len = payload.byteLength;
     if (this.recvHalf !== "open") return this.reset(WireCode.STREAM_CLOSED);
-    if (len > this.recvCredit) return this.reset(WireCode.FLOW_CONTROL_ERROR);
-    this.recvCredit -= len;
+    if (!this.rx.take(len)) return this.reset(WireCode.FLOW_CONTROL_ERROR);
     if (len === 0) return;
     if (this.localState === "closed") return this.reset(WireCode.CANCEL); // nowhere to deliver: the local side is gone
     if (this.localState === "attached" && this.inQueue.length === 0) {
-      const n = this.writeLocal(payload);
+      const n = this.writeLocal(payload, 0);
       if (n < 0) return; // reset
       if (n < len) this.inQueue.push(payload.subarray(n));
     } else {
@@ -142,8 +143,11 @@ export abstract class StreamCore {
 
   // --- internals ---
 
-  /** Writes to the local socket; returns bytes written, or -1 if the socket was reset (the stream is reset then). */
-  protected writeLocal(buf: Uint8Array): number {
+  /**
+   * Writes to the local socket (`rest`: bytes queued besides `buf`); returns bytes written, or -1 if the socket was
+   * reset (the stream is reset then).
+   */
+  protected writeLocal(buf: Uint8Array, rest: number): number {
     const n = (this.local as LocalSocket).write(buf);
     if (n < 0) {
       // The local socket is gone. If the peer reset it while we wrote, this write consumed the error and Bun then
@@ -154,12 +158,8 @@ export abstract class StreamCore {
     if (n === 0) return 0;
     this.lastActive = this.host.epoch;
     this.bytesIn += n;
-    this.creditOwed += n;
-    if (this.creditOwed >= this.creditThreshold) {
-      this.recvCredit += this.creditOwed;
-      this.host.sendWindow(this.id, this.creditOwed);
-      this.creditOwed = 0;
-    }
+    const inc = this.rx.written(n, rest + buf.byteLength - n);
+    if (inc > 0) this.host.sendWindow(this.id, inc);
     return n;
   }
 
@@ -170,15 +170,17 @@ export abstract class StreamCore {
   }
 
   /**
-   * Right after the ACK: grows the window the peer may fill from the opening window to `openWindow`, by one WINDOW
-   * (SPEC.md §2.2). Credit is then returned in quarters of the larger window.
+   * The stream is acknowledged (sent by the agent, received by the server): the window becomes `openWindow`
+   * (agent: one WINDOW grows it from the opening window, SPEC.md §2.2) and starts adapting.
    */
-  protected widenWindow(): void {
-    const extra = this.openWindow - this.localWindow;
-    if (extra <= 0) return;
-    this.recvCredit += extra;
-    this.creditThreshold = Math.max(1, this.openWindow >>> 2);
-    this.host.sendWindow(this.id, extra);
+  protected startWindow(): void {
+    const extra = this.rx.open(this.openWindow);
+    if (extra > 0) this.host.sendWindow(this.id, extra);
+  }
+
+  /** Idle check of the receive window (the session's heartbeat, see ReceiveWindow.idleCheck). */
+  idleCheck(): void {
+    if (this.end === null) this.rx.idleCheck();
   }
 
   protected flushIn(): void {
@@ -186,7 +188,7 @@ export abstract class StreamCore {
     const q = this.inQueue;
     while (q.length > 0) {
       const head = q.head();
-      const n = this.writeLocal(head);
+      const n = this.writeLocal(head, q.bytes - head.byteLength);
       if (n < 0) return; // reset
       if (n < head.byteLength) {
         q.replaceHead(head.subarray(n));
@@ -205,7 +207,7 @@ export abstract class StreamCore {
   protected maybeDone(): void {
     if (this.end !== null || this.sendHalf !== "closed" || this.recvHalf !== "closed") return;
     this.dropPending();
-    this.releaseReservation();
+    this.releaseAll();
     this.state = "closed";
     this.end = "fin";
     if (this.localState === "attached") (this.local as LocalSocket).end();
@@ -214,7 +216,7 @@ export abstract class StreamCore {
 
   protected finish(code: number, sendRst: boolean): void {
     this.dropPending();
-    this.releaseReservation();
+    this.releaseAll();
     this.state = "closed";
     this.end = code;
     this.watcher = null;
@@ -227,6 +229,12 @@ export abstract class StreamCore {
   protected dropPending(): void {
     if (this.outPending !== null) this.host.pendingChanged(-this.outPending.byteLength);
     this.outPending = this.outChunk = null;
+  }
+
+  /** The stream ended: nothing of its windows stays reserved. */
+  protected releaseAll(): void {
+    this.releaseReservation();
+    this.rx.release();
   }
 
   /** Ends the opening window's reservation (at attach, or when the stream ends without one). */

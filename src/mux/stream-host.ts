@@ -5,6 +5,18 @@
  * nothing of stream.ts.
  */
 import type { InboundTally } from "./inbound-queue.ts";
+import type { WindowHost } from "./receive-window.ts";
+
+/**
+ * Unsent bytes that streams' local sockets may have delivered on one session before every stream stops reading:
+ * without it, each of thousands of visitors could park one 512 KiB read while the connection is backed up.
+ */
+export const PENDING_OUT_BUDGET_BYTES = 8 * 1024 * 1024;
+/**
+ * DATA bytes a stream stages in one go while other streams wait for room (StreamHost.canSend): they are served
+ * round-robin, so a frame waits behind at most the staging high-water mark plus one quantum per other stream.
+ */
+export const SEND_QUANTUM_BYTES = 128 * 1024;
 
 /** The part of a Bun socket a stream uses (structurally satisfied by `Socket`). */
 export interface LocalSocket {
@@ -18,12 +30,17 @@ export interface LocalSocket {
 
 /** What a stream `S` needs from its session (implemented by SessionCore, session-core.ts). */
 export interface StreamHost<S> {
+  /** What the stream's receive window needs: the tally, round trip, maximum, clock (receive-window.ts). */
+  readonly windows: WindowHost;
   /** Peer bytes the session holds for local sockets: streams count their queues and reservations here. */
   readonly inbound: InboundTally;
   /** The session's idle clock: a stream stores it as `lastActive` whenever a byte moves (one number store). */
   readonly epoch: number;
-  /** True while the session's staging buffer is below its high-water mark. */
-  canSend(): boolean;
+  /**
+   * True while the session takes DATA: its staging buffer is below its high-water mark and, once this stream
+   * staged `staged` bytes in this pump, its quantum is not used up while other streams wait (round-robin).
+   */
+  canSend(staged: number): boolean;
   /**
    * True while a datagram stream may stage more: the staging buffer is below UDP's share of the high-water mark
    * (SPEC.md §2.5), so datagram flows cannot take the room TCP streams of the same connection need.

@@ -79,9 +79,10 @@ export class Stream extends StreamCore implements SocketOwner {
   pump(): void {
     if (this.end !== null) return;
     let pending = this.outPending;
+    let staged = 0;
     while (pending !== null) {
       if (this.sendCredit <= 0) break;
-      if (!(this.open.datagram === true ? this.host.canSendDatagrams() : this.host.canSend())) {
+      if (!(this.open.datagram === true ? this.host.canSendDatagrams() : this.host.canSend(staged))) {
         this.host.block(this);
         break;
       }
@@ -90,6 +91,7 @@ export class Stream extends StreamCore implements SocketOwner {
       if (this.watcher !== null) this.watcher.sent(pending, n);
       this.sendCredit -= n;
       this.bytesOut += n;
+      staged += n;
       this.lastActive = this.host.epoch;
       this.host.pendingChanged(-n);
       pending = n === pending.byteLength ? null : pending.subarray(n);
@@ -152,6 +154,7 @@ export class Stream extends StreamCore implements SocketOwner {
     if (this.state !== "opening") return false;
     this.state = "open";
     this.watcher = null;
+    this.startWindow();
     return true;
   }
 
@@ -172,7 +175,7 @@ export class Stream extends StreamCore implements SocketOwner {
     if (this.state !== "opening") return;
     this.state = "open";
     this.host.sendAck(this.id);
-    this.widenWindow();
+    this.startWindow();
   }
 
   /**
@@ -193,7 +196,7 @@ export class Stream extends StreamCore implements SocketOwner {
     if (unsent !== null) this.host.pendingChanged(-unsent.byteLength);
     const eof = this.sendHalf !== "open";
     this.outPending = this.outChunk = null;
-    this.releaseReservation();
+    this.releaseAll();
     this.watcher = null;
     this.local = null;
     this.localState = "none";

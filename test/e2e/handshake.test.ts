@@ -134,7 +134,9 @@ describe("handshake statuses on the wire", () => {
             s.write(signed(cred));
           },
           data(s, d) {
-            resolve(JSON.parse(Buffer.from(d).subarray(8).toString()).status);
+            // The response's body is length-prefixed: frames may follow it in the same chunk (a PING, SPEC.md §2.2).
+            const b = Buffer.from(d);
+            resolve(JSON.parse(b.subarray(8, 8 + b.readUInt16BE(6)).toString()).status);
             s.end();
           },
         },
