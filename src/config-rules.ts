@@ -60,6 +60,14 @@ const SERVER_RULES: readonly CrossRule[] = [
 
 const AGENT_RULES: readonly CrossRule[] = [
   {
+    vars: ["TUNNEL_SERVERS", "TUNNEL_TLS"],
+    ok: (x) => (x.TUNNEL_SERVERS ?? []).every((s) => s.ws === undefined || s.ws.tls === x.TUNNEL_TLS),
+    message: (x) =>
+      x.TUNNEL_TLS
+        ? "TUNNEL_SERVERS: a ws:// entry would send the tunnel in plaintext; use wss://, or set TUNNEL_TLS=off to allow plaintext"
+        : "TUNNEL_SERVERS: a wss:// entry needs TUNNEL_TLS=on (with TUNNEL_TLS=off use ws://)",
+  },
+  {
     vars: ["TUNNEL_SERVERS", "TUNNEL_SERVER_DISCOVERY"],
     ok: (x) => x.TUNNEL_SERVERS !== undefined || x.TUNNEL_SERVER_DISCOVERY !== undefined,
     message: () =>

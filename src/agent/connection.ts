@@ -4,13 +4,16 @@
  * server never blocks the others (MOSN's serial Start, mosn-tunnel.md §6.8).
  */
 import type { TLSOptions } from "bun";
-import type { AgentConfig } from "../config.ts";
+import type { AgentConfig, ProxyConfig, WsEndpoint } from "../config.ts";
 import type { ConnectionInitResponse } from "../protocol/handshake.ts";
 import { HandshakeStatus, WireCode, handshakeStatusName } from "../protocol/constants.ts";
 import type { ControlMessage } from "../protocol/control.ts";
 import { Session } from "../mux/session.ts";
 import { sessionOptions } from "../mux/session-options.ts";
-import { connect, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
+import type { SocketOwner } from "../transport/tcp.ts";
+import { dialServer } from "../transport/dial.ts";
+import type { TunnelSocket } from "../transport/ws-socket.ts";
+import { wsMaxMessageBytes } from "../protocol/ws-frame.ts";
 import { channelBinding } from "../transport/tls.ts";
 import { TunnelError, isTunnelError, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
@@ -29,6 +32,15 @@ const HEALTHY_RESET_MS = 10_000;
 /** Connections a slot keeps draining after the server's GOAWAY (each finishing its streams) before closing the oldest. */
 const MAX_DRAINING_PER_SLOT = 2;
 
+/** Dial failures logged with their code. */
+const DIAL_CODES: readonly ErrorCode[] = ["ERR_TLS", "ERR_PROXY_AUTH", "ERR_PROXY", "ERR_WEBSOCKET"];
+
+/** A server's label in logs, status and metrics: `host:port`, or the WebSocket URL. */
+export function serverLabel(host: string, port: number, ws: WsEndpoint | undefined): string {
+  if (ws === undefined) return `${host}:${port}`;
+  return `${ws.tls ? "wss" : "ws"}://${host.includes(":") ? `[${host}]` : host}:${port}${ws.path}`;
+}
+
 /** Shared by every slot of one agent. */
 export interface SlotContext {
   readonly config: AgentConfig;
@@ -37,6 +49,14 @@ export interface SlotContext {
   readonly tls: TLSOptions | undefined;
   readonly random: () => number;
   readonly stats: AgentStats;
+  /** The HTTP CONNECT proxy for this server (null: direct). */
+  readonly proxy: ProxyConfig | null;
+}
+
+/** How a slot reaches its server besides host and port: the configured name (for TLS, Host, CONNECT), WebSocket. */
+export interface ServerVia {
+  name?: string | undefined;
+  ws?: WsEndpoint | undefined;
 }
 
 /** One data connection slot to one server address. */
@@ -66,6 +86,7 @@ export class ConnectionSlot implements HandshakeOutcome {
     readonly serverPort: number,
     readonly slot: number,
     readonly role: "data" | "aside" = "data",
+    readonly via: ServerVia = {},
   ) {
     this.backoff = new Backoff(ctx.config.reconnectBaseMs, ctx.config.reconnectMaxMs, ctx.random);
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
@@ -73,7 +94,7 @@ export class ConnectionSlot implements HandshakeOutcome {
 
   /** Address label for logs. */
   get server(): string {
-    return `${this.serverHost}:${this.serverPort}`;
+    return serverLabel(this.serverHost, this.serverPort, this.via.ws);
   }
 
   /** Starts the dial loop. */
@@ -130,18 +151,20 @@ export class ConnectionSlot implements HandshakeOutcome {
     this.state = "dialing";
     const { config } = this.ctx;
     const hs = new AgentHandshake(this);
-    let socket: NetSocket;
+    let socket: TunnelSocket;
     try {
-      socket = await connect({
-        host: this.serverHost,
-        port: this.serverPort,
+      socket = await dialServer({
+        target: { host: this.serverHost, port: this.serverPort, name: this.via.name, ws: this.via.ws },
         tls: this.ctx.tls,
+        proxy: this.ctx.proxy,
         timeoutMs: config.connectTimeoutMs,
         owner: hs,
+        maxMessageBytes: wsMaxMessageBytes(config.maxFrameBytes),
       });
     } catch (e) {
-      // A TLS failure (certificate from another CA, wrong name, expired...) is logged as an error with ERR_TLS.
-      const code = isTunnelError(e, "ERR_TLS") ? "ERR_TLS" : undefined;
+      // A TLS failure (certificate from another CA, wrong name, expired...) and a refused proxy password are
+      // logged as errors with their code; a proxy or WebSocket refusal as a warning with its code.
+      const code = DIAL_CODES.find((c) => isTunnelError(e, c));
       this.retry(`dial failed: ${(e as Error).message}`, false, undefined, code);
       return;
     }
@@ -159,7 +182,7 @@ export class ConnectionSlot implements HandshakeOutcome {
   }
 
   /** Called by the handshake owner with the server's answer. */
-  handshakeDone(socket: NetSocket, response: ConnectionInitResponse, rest: Uint8Array): void {
+  handshakeDone(socket: TunnelSocket, response: ConnectionInitResponse, rest: Uint8Array): void {
     if (this.stopped) {
       socket.end();
       return this.setStopped();
@@ -283,6 +306,7 @@ export class ConnectionSlot implements HandshakeOutcome {
     if (retryAfterMs !== undefined) delay = Math.max(delay, retryAfterMs);
     const fields = { server: this.server, slot: this.slot, reason, retryInMs: delay, ...(code ? { code } : {}) };
     if (code === "ERR_TLS") log.error("TLS with the server failed", fields);
+    else if (code === "ERR_PROXY_AUTH") log.error("the proxy refused the proxy credentials", fields);
     else if (authFailure) log.error("handshake refused", fields);
     else log.warn("connection down", fields);
     this.schedule(delay);
