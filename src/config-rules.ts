@@ -30,6 +30,11 @@ const COMMON_RULES: readonly CrossRule[] = [
 
 const SERVER_RULES: readonly CrossRule[] = [
   {
+    vars: ["TUNNEL_WS_TLS", "TUNNEL_TLS"],
+    ok: (x) => x.TUNNEL_WS_TLS !== true || x.TUNNEL_TLS === true,
+    message: () => "TUNNEL_WS_TLS=on needs TUNNEL_TLS=on (the WebSocket listener serves the same certificate)",
+  },
+  {
     vars: ["TUNNEL_TLS", "TUNNEL_TLS_CERT", "TUNNEL_TLS_KEY"],
     ok: (x) => !x.TUNNEL_TLS || (x.TUNNEL_TLS_CERT === undefined) === (x.TUNNEL_TLS_KEY === undefined),
     message: () =>

@@ -11,7 +11,7 @@ import { HandshakeFlag, HandshakeStatus, STREAM_PROTOCOL_VERSION } from "../prot
 import { verifyCredential, type ReplayGuard } from "../auth/credential.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
 import type { ClusterConfig, ServerConfig } from "../config.ts";
-import type { NetSocket } from "../transport/tcp.ts";
+import type { TunnelSocket } from "../transport/ws-socket.ts";
 import { channelBinding } from "../transport/tls.ts";
 import { HandshakeCore, type FrameOf, type HandshakeFailure } from "../mux/handshake-core.ts";
 import { AUTH_FAILURE_STATUSES, type AuthPenalties } from "./gate.ts";
@@ -35,15 +35,15 @@ export interface HandshakeContext {
   /** Failed authentications are reported here (optional: no penalties without it). */
   readonly penalties?: AuthPenalties;
   /** Called once with the outcome; on success the callee writes the response and takes the socket over. */
-  onAccepted(socket: NetSocket, accepted: AcceptedHandshake): void;
+  onAccepted(socket: TunnelSocket, accepted: AcceptedHandshake): void;
   /** Called once on failure, after the response (if any) was written. */
-  onRefused(socket: NetSocket, status: number | null, error: TunnelError): void;
+  onRefused(socket: TunnelSocket, status: number | null, error: TunnelError): void;
   /** Called once when the handshake phase ends, either way (releases pending-handshake slots). */
-  onSettled(socket: NetSocket): void;
+  onSettled(socket: TunnelSocket): void;
 }
 
 /** Identities of a TLS client certificate: its CN and DNS names. */
-export function certificateIdentities(socket: NetSocket): string[] {
+export function certificateIdentities(socket: TunnelSocket): string[] {
   const cert = socket.getPeerCertificate?.() as { subject?: { CN?: string }; subjectaltname?: string } | undefined;
   if (!cert || !socket.authorized) return [];
   const ids: string[] = [];
@@ -103,14 +103,20 @@ export class PendingHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_IN
   /** TLS: the TLS handshake has not completed (and verified, under TUNNEL_TLS_CLIENT_CA) yet. */
   private tlsPending: boolean;
 
+  /**
+   * `opts` for a WebSocket connection (server/agent-listeners.ts): the time left of the deadline that started at TCP
+   * accept, and `tlsDone` (its TLS, if any, finished before the upgrade: the client certificate is checked now).
+   */
   constructor(
-    private readonly socket: NetSocket,
+    private readonly socket: TunnelSocket,
     private readonly ctx: HandshakeContext,
+    opts: { timeoutMs?: number; tlsDone?: boolean } = {},
   ) {
     super(HandshakeFlag.INIT_INFO, ctx.config.handshakeMaxBytes);
-    this.tlsPending = ctx.config.tls;
+    this.tlsPending = ctx.config.tls && opts.tlsDone !== true;
     // Started at TCP accept (TLS listeners fire open before the TLS handshake): one deadline for TLS + InitInfo.
-    this.arm(ctx.config.handshakeTimeoutMs);
+    this.arm(opts.timeoutMs ?? ctx.config.handshakeTimeoutMs);
+    if (opts.tlsDone === true) queueMicrotask(() => this.onHandshake(true, null));
   }
 
   /** TLS listener: the TLS handshake finished. Under TUNNEL_TLS_CLIENT_CA the client certificate must verify. */
@@ -141,6 +147,7 @@ export class PendingHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_IN
     const d = decideStatus(info, this.ctx, {
       identities: () => certificateIdentities(this.socket),
       binding: () => channelBinding(this.socket, this.ctx.config.tls),
+      // (a WebSocket connection's binding is `websocket` whatever its TLS: channelBinding)
     });
     if ("error" in d) return this.respondRefusal(d.status, d.error, AUTH_FAILURE_STATUSES.has(d.status));
     this.ctx.onAccepted(this.socket, { info, hello: d.hello, cluster: d.cluster, rest });

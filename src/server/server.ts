@@ -3,17 +3,13 @@
  * route listen address (visitor → route, by name where several share it → stream on a picked host). See SPEC.md and README "How it works".
  */
 import { randomBytes } from "node:crypto";
-import type { TLSOptions } from "bun";
 import type { ServerConfig, ClusterConfig } from "../config.ts";
-import { ReplayGuard } from "../auth/credential.ts";
-import { HandshakeStatus, WireCode } from "../protocol/constants.ts";
-import type { NetSocket } from "../transport/tcp.ts";
-import { listen, type Listener } from "../transport/listener.ts";
+import { WireCode } from "../protocol/constants.ts";
+import type { Listener } from "../transport/listener.ts";
 import { serverTls, tlsFiles, type ServerTls } from "../transport/tls.ts";
 import { watchTlsFiles, type TlsReload } from "../transport/tls-reload.ts";
 import { logger } from "../log.ts";
-import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
-import { AuthPenalties, refuseEarly } from "./gate.ts";
+import { agentGate, listenForAgents, listenForWsAgents } from "./agent-listeners.ts";
 import { Registry } from "./registry.ts";
 import { Admission } from "./admission.ts";
 import { openRoutes, type OpenedRoutes } from "./routes.ts";
@@ -25,6 +21,8 @@ const log = logger("server");
 export interface ServerHandle {
   /** Port the agent-facing listener is bound to (useful with port 0). */
   readonly agentPort: number;
+  /** Port of the WebSocket listener (TUNNEL_WS_LISTEN), or null when it is off. */
+  readonly wsPort: number | null;
   /** Bound port of each route, in TUNNEL_ROUTES order. */
   readonly routePorts: readonly number[];
   readonly registry: Registry;
@@ -50,16 +48,20 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const stats = new ServerStats();
   const admission = new Admission(config, registry, stats, randomBytes(3).toString("hex"));
   let agentListener: Listener | null = null;
-  const reload = config.tls ? reloadTls(config, () => agentListener) : null;
+  let wsListener: Listener | null = null;
+  const reload = config.tls ? reloadTls(config, () => [agentListener, config.wsTls ? wsListener : null]) : null;
   let opened: OpenedRoutes;
   let tls: ServerTls | undefined;
   try {
     tls = config.tls ? await serverTls(config) : undefined;
-    agentListener = listenForAgents(config, clusters, tls?.options, stats, admission);
+    const gate = agentGate(config, clusters, stats, admission);
+    agentListener = listenForAgents(config, tls?.options, gate);
+    wsListener = listenForWsAgents(config, tls?.options, gate);
     opened = openRoutes(config, registry, stats);
   } catch (e) {
     reload?.stop();
     agentListener?.stop(true);
+    wsListener?.stop(true);
     throw e;
   }
   if (tls !== undefined) {
@@ -68,6 +70,9 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   }
   log.info("server listening", {
     agents: `${config.listen.host}:${agentListener.port}`,
+    ...(wsListener !== null && config.wsListen !== null
+      ? { websocket: `${config.wsTls ? "wss" : "ws"}://${config.wsListen.host}:${wsListener.port}${config.wsPath}` }
+      : {}),
     routes: config.routes.map((r, i) => `${r.listen.host}:${opened.routePorts[i]}=${r.cluster}/${r.service}${r.match ? `;${r.match.kind}=${r.match.name}` : ""}`),
     tls: config.tls,
     ...(tls !== undefined ? { tlsPin: tls.pin } : {}),
@@ -76,8 +81,10 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   let closing: Promise<void> | null = null;
   let admin: { readonly port: number; stop(): Promise<void> } | null = null;
   const listener = agentListener;
+  const ws = wsListener;
   const handle: ServerHandle = {
     agentPort: listener.port,
+    wsPort: ws?.port ?? null,
     routePorts: opened.routePorts,
     registry,
     stats,
@@ -89,7 +96,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     },
     close(graceful = false) {
       reload?.stop();
-      closing ??= closeServer(config, registry, listener, opened.listeners, graceful).then(() => admin?.stop());
+      closing ??= closeServer(config, registry, ws === null ? [listener] : [listener, ws], opened.listeners, graceful).then(() => admin?.stop());
       return closing;
     },
   };
@@ -108,82 +115,22 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
  * Certificate reload (transport/tls-reload.ts): changed TUNNEL_TLS_CERT, _KEY or _CLIENT_CA files go to the
  * agent listener for new connections. Started before the files are first read (see watchTlsFiles).
  */
-function reloadTls(config: ServerConfig, listener: () => Listener | null): TlsReload {
+function reloadTls(config: ServerConfig, listeners: () => (Listener | null)[]): TlsReload {
   return watchTlsFiles({
     files: tlsFiles(config),
     intervalMs: config.tlsReloadIntervalMs,
     load: () => serverTls(config),
     apply(material) {
-      listener()?.setTls(material.options);
+      for (const l of listeners()) l?.setTls(material.options);
       log.info("TLS certificate reloaded", { pin: material.pin, certificate: material.certPath });
     },
   });
 }
 
-/**
- * The agent-facing listener: the gate at accept (auth penalties, pending-handshake caps per server and per source
- * address), then a PendingHandshake per connection, whose success goes to `admission`.
- */
-function listenForAgents(
-  config: ServerConfig,
-  clusters: ReadonlyMap<string, ClusterConfig>,
-  tls: TLSOptions | undefined,
-  stats: ServerStats,
-  admission: Admission,
-): Listener {
-  let pendingTotal = 0;
-  const pendingByIp = new Map<string, number>();
-  const release = (socket: NetSocket): void => {
-    pendingTotal--;
-    const ip = socket.remoteAddress;
-    const n = (pendingByIp.get(ip) ?? 1) - 1;
-    if (n <= 0) pendingByIp.delete(ip);
-    else pendingByIp.set(ip, n);
-  };
-  const penalties = new AuthPenalties(config);
-  const ctx: HandshakeContext = {
-    config,
-    clusters,
-    replay: new ReplayGuard(),
-    penalties,
-    onSettled: release,
-    onRefused(socket, status, error) {
-      stats.handshake(status);
-      log.warn("agent handshake refused", { remote: socket.remoteAddress, status, code: error.code, reason: error.message });
-    },
-    onAccepted(socket, accepted) {
-      stats.handshake(HandshakeStatus.SUCCESS);
-      admission.admit(socket, accepted);
-    },
-  };
-  return listen({
-    host: config.listen.host,
-    port: config.listen.port,
-    tls,
-    onHandlerError: (e) => log.error("agent socket handler failed", { error: e }),
-    accept(socket) {
-      const ip = socket.remoteAddress;
-      const perIp = pendingByIp.get(ip) ?? 0;
-      const penaltyMs = penalties.remainingMs(ip);
-      if (penaltyMs > 0) {
-        stats.limitHit("auth_penalty");
-        return refuseEarly(socket, tls !== undefined, penaltyMs);
-      }
-      if (pendingTotal >= config.maxPendingHandshakes || perIp >= config.maxPendingHandshakesPerIp) {
-        stats.limitHit("pending_handshakes");
-        return refuseEarly(socket, tls !== undefined, 1000);
-      }
-      pendingTotal++;
-      pendingByIp.set(ip, perIp + 1);
-      return new PendingHandshake(socket, ctx);
-    },
-  });
-}
-
 /** Stops the listeners; graceful: GOAWAY and wait (bounded) for in-flight streams; then closes every session. */
-async function closeServer(config: ServerConfig, registry: Registry, agentListener: Listener, routes: Listener[], graceful: boolean): Promise<void> {
+async function closeServer(config: ServerConfig, registry: Registry, agentListeners: Listener[], routes: Listener[], graceful: boolean): Promise<void> {
   for (const r of routes) r.stop(false);
-  agentListener.stop(false);
+  for (const l of agentListeners) l.stop(false);
   const sessions = [...registry.hosts()].map((h) => h.session);
   if (graceful) {
     for (const s of sessions) s.goAway(WireCode.SHUTTING_DOWN);
@@ -195,6 +142,6 @@ async function closeServer(config: ServerConfig, registry: Registry, agentListen
   for (const s of sessions) s.close();
   // Let closed sessions write their last frames and see the agents' FIN before the listener kills sockets.
   await Promise.race([Promise.all(sessions.map((s) => s.gone)), Bun.sleep(2_000)]);
-  agentListener.stop(true);
+  for (const l of agentListeners) l.stop(true);
   for (const r of routes) r.stop(true);
 }
