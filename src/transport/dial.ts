@@ -41,7 +41,7 @@ function authority(host: string, port: number): string {
 
 /**
  * Dials a server. Rejects with TunnelError: ERR_CONNECT_REFUSED / ERR_CONNECT_TIMEOUT / ERR_TLS as
- * transport/tcp.ts connect; ERR_PROXY_AUTH (the proxy answered 407), ERR_PROXY (any other refusal, with the proxy's
+ * transport/tcp.ts connect; ERR_PROXY_AUTH (the proxy answered 407, or 401 as tinyproxy does), ERR_PROXY (any other refusal, with the proxy's
  * status line; never the credentials); ERR_WEBSOCKET (the server or a reverse proxy did not upgrade: its status line).
  */
 export async function dialServer(o: DialOptions): Promise<TunnelSocket> {
@@ -97,13 +97,15 @@ async function throughProxy(proxy: ProxyConfig, to: string, step: Step, left: ()
   const { head, rest } = await step.read(socket, left(), "ERR_PROXY", `proxy ${where}`);
   const status = Number(head.second);
   const line = head.line.slice(0, 200);
-  if (status === 407) {
+  // 407 is the proxy's own status (RFC 9110 §15.5.8); tinyproxy answers a CONNECT with bad credentials 401.
+  if (status === 407 || status === 401) {
     socket.terminate();
     throw new TunnelError("ERR_PROXY_AUTH", `proxy ${where} refused the credentials${proxy.user === null ? " (none given)" : ` of user "${proxy.user}"`}: ${line}`);
   }
   if (!(status >= 200 && status < 300) || rest.byteLength > 0) {
     socket.terminate();
-    throw new TunnelError("ERR_PROXY", `proxy ${where} refused CONNECT ${to}: ${rest.byteLength > 0 ? "bytes after its answer" : line}`);
+    const ok = status >= 200 && status < 300;
+    throw new TunnelError("ERR_PROXY", `proxy ${where} refused CONNECT ${to}: ${ok ? `bytes after its answer (${line})` : line}`);
   }
   return socket;
 }
