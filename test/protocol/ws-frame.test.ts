@@ -21,7 +21,7 @@ function sink(): WsSink & { got: Got } {
   };
 }
 
-const bytesOf = (f: ReturnType<typeof encodeFrame>) => f.buf.slice(f.offset, f.offset + f.length);
+const bytesOf = (f: ReturnType<typeof encodeFrame>) => Uint8Array.from(f.buf.subarray(f.offset, f.offset + f.length));
 const KEY = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
 
 describe("ws-frame", () => {
@@ -78,7 +78,7 @@ describe("ws-frame", () => {
     expect(s.got.violation?.[0]).toBe(WsClose.MESSAGE_TOO_BIG);
   });
 
-  const refusals: [string, Uint8Array, boolean, number][] = [
+  const refusals: [string, Uint8Array<ArrayBuffer>, boolean, number][] = [
     ["a text message", bytesOf(encodeFrame(WsOp.TEXT, new Uint8Array(3), KEY)), true, WsClose.UNSUPPORTED_DATA],
     ["an unmasked client frame", bytesOf(encodeFrame(WsOp.BINARY, new Uint8Array(3), null)), true, WsClose.PROTOCOL_ERROR],
     ["a masked server frame", bytesOf(encodeFrame(WsOp.BINARY, new Uint8Array(3), KEY)), false, WsClose.PROTOCOL_ERROR],
