@@ -3,24 +3,20 @@
  * Lifecycle states: dialing → handshaking → ready → draining → closed. Each slot runs on its own, so an unreachable
  * server never blocks the others (MOSN's serial Start, mosn-tunnel.md §6.8).
  */
-import type { TLSOptions } from "bun";
-import type { AgentConfig, ProxyConfig, WsEndpoint } from "../config.ts";
 import type { ConnectionInitResponse } from "../protocol/handshake.ts";
 import { HandshakeStatus, WireCode, handshakeStatusName } from "../protocol/constants.ts";
 import type { ControlMessage } from "../protocol/control.ts";
 import { Session } from "../mux/session.ts";
 import { sessionOptions } from "../mux/session-options.ts";
-import type { SocketOwner } from "../transport/tcp.ts";
-import { dialServer } from "../transport/dial.ts";
 import type { TunnelSocket } from "../transport/ws-socket.ts";
-import { wsMaxMessageBytes } from "../protocol/ws-frame.ts";
 import { channelBinding } from "../transport/tls.ts";
-import { TunnelError, isTunnelError, type ErrorCode } from "../errors.ts";
+import { TunnelError, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Backoff } from "./backoff.ts";
 import { AgentHandshake, encodeInitInfo, type HandshakeOutcome } from "./handshake.ts";
-import type { Services } from "./services.ts";
-import type { AgentStats } from "./stats.ts";
+import { dialFailureCode, dialSlot, serverLabel, type ServerVia, type SlotContext } from "./server-dial.ts";
+
+export { serverLabel, type ServerVia, type SlotContext } from "./server-dial.ts";
 
 const log = logger("agent");
 
@@ -31,33 +27,6 @@ export type SlotState = "dialing" | "handshaking" | "ready" | "draining" | "back
 const HEALTHY_RESET_MS = 10_000;
 /** Connections a slot keeps draining after the server's GOAWAY (each finishing its streams) before closing the oldest. */
 const MAX_DRAINING_PER_SLOT = 2;
-
-/** Dial failures logged with their code. */
-const DIAL_CODES: readonly ErrorCode[] = ["ERR_TLS", "ERR_PROXY_AUTH", "ERR_PROXY", "ERR_WEBSOCKET"];
-
-/** A server's label in logs, status and metrics: `host:port`, or the WebSocket URL. */
-export function serverLabel(host: string, port: number, ws: WsEndpoint | undefined): string {
-  if (ws === undefined) return `${host}:${port}`;
-  return `${ws.tls ? "wss" : "ws"}://${host.includes(":") ? `[${host}]` : host}:${port}${ws.path}`;
-}
-
-/** Shared by every slot of one agent. */
-export interface SlotContext {
-  readonly config: AgentConfig;
-  readonly services: Services;
-  readonly instance: string;
-  readonly tls: TLSOptions | undefined;
-  readonly random: () => number;
-  readonly stats: AgentStats;
-  /** The HTTP CONNECT proxy for this server (null: direct). */
-  readonly proxy: ProxyConfig | null;
-}
-
-/** How a slot reaches its server besides host and port: the configured name (for TLS, Host, CONNECT), WebSocket. */
-export interface ServerVia {
-  name?: string | undefined;
-  ws?: WsEndpoint | undefined;
-}
 
 /** One data connection slot to one server address. */
 export class ConnectionSlot implements HandshakeOutcome {
@@ -153,19 +122,11 @@ export class ConnectionSlot implements HandshakeOutcome {
     const hs = new AgentHandshake(this);
     let socket: TunnelSocket;
     try {
-      socket = await dialServer({
-        target: { host: this.serverHost, port: this.serverPort, name: this.via.name, ws: this.via.ws },
-        tls: this.ctx.tls,
-        proxy: this.ctx.proxy,
-        timeoutMs: config.connectTimeoutMs,
-        owner: hs,
-        maxMessageBytes: wsMaxMessageBytes(config.maxFrameBytes),
-      });
+      socket = await dialSlot(this.ctx, this.serverHost, this.serverPort, this.via, hs);
     } catch (e) {
       // A TLS failure (certificate from another CA, wrong name, expired...) and a refused proxy password are
       // logged as errors with their code; a proxy or WebSocket refusal as a warning with its code.
-      const code = DIAL_CODES.find((c) => isTunnelError(e, c));
-      this.retry(`dial failed: ${(e as Error).message}`, false, undefined, code);
+      this.retry(`dial failed: ${(e as Error).message}`, false, undefined, dialFailureCode(e));
       return;
     }
     if (this.stopped) {
