@@ -42,7 +42,7 @@ async function setup() {
     TUNNEL_TRUSTED_PROXIES: "127.0.0.1/32",
   });
   const c = testCerts();
-  const nginx = await startNginx({ upstream: srv.wsPort as number, path: "/backchannel", cert: c.server.cert, key: c.server.key });
+  const nginx = await startNginx({ upstream: srv.wsPort as number, cert: c.server.cert, key: c.server.key });
   boxes.push(nginx);
   return { srv, nginx };
 }

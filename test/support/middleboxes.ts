@@ -114,11 +114,22 @@ function safeRead(path: string): string {
   }
 }
 
+/** deploy/nginx/backchannel.conf: the server block README "Deploy behind nginx" documents. */
+const DEPLOYED_NGINX = readFileSync(new URL("../../deploy/nginx/backchannel.conf", import.meta.url), "utf8");
+
 /**
- * nginx terminating TLS (`cert`/`key` files) and proxying the WebSocket upgrade at `path` to 127.0.0.1:`upstream`
- * (README "Deploy behind nginx"), adding X-Forwarded-For.
+ * nginx running deploy/nginx/backchannel.conf (its listen port, certificate and upstream replaced): TLS terminated,
+ * the WebSocket upgrade at /backchannel proxied to 127.0.0.1:`upstream` with X-Forwarded-For.
  */
-export function startNginx(opts: { upstream: number; path: string; cert: string; key: string }): Promise<Middlebox> {
+export function startNginx(opts: { upstream: number; cert: string; key: string }): Promise<Middlebox> {
+  const site = (port: number) => {
+    const out = DEPLOYED_NGINX.replace("listen 443 ssl;", `listen 127.0.0.1:${port} ssl;`)
+      .replace("/etc/nginx/tls/backchannel.crt", opts.cert)
+      .replace("/etc/nginx/tls/backchannel.key", opts.key)
+      .replace("http://127.0.0.1:8443", `http://127.0.0.1:${opts.upstream}`);
+    if (out.includes("8443") || out.includes("/etc/nginx")) throw new Error("deploy/nginx/backchannel.conf changed shape");
+    return out;
+  };
   const config = (port: number, dir: string) => `
 daemon off;
 master_process off;
@@ -130,23 +141,7 @@ http {
   access_log off;
   client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
   uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  map $http_upgrade $connection_upgrade { default upgrade; "" close; }
-  server {
-    listen 127.0.0.1:${port} ssl;
-    ssl_certificate ${opts.cert};
-    ssl_certificate_key ${opts.key};
-    location = ${opts.path} {
-      proxy_pass http://127.0.0.1:${opts.upstream};
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_read_timeout 3600s;
-      proxy_send_timeout 3600s;
-      proxy_buffering off;
-    }
-  }
+${site(port)}
 }
 `;
   return run("nginx", config, (dir) => [which("nginx") as string, "-p", dir, "-c", join(dir, "conf"), "-e", join(dir, "error.log")], "error.log");
