@@ -33,6 +33,7 @@ import { Children } from "./processes.ts";
 import { evaluateTargets, printEnd, printExtras, printFigures, printMemory, type TargetRow } from "./report.ts";
 import { runExtras, runMemory, runRounds, setUp, type Bench } from "./run.ts";
 import { printSni, runSni, sniSummary } from "./sni.ts";
+import { printWs, runWs, wsSummary } from "./websocket.ts";
 import { RssPeaks, runWanRounds, setUpWan } from "./wan.ts";
 import { evaluateWanTargets, printWanFigures, printWanMemory, wanSummary } from "./wan-report.ts";
 
@@ -49,6 +50,8 @@ interface Summary {
   notes: string[];
   /** Routing by name (scripts/bench/sni.ts); null when --tests leaves it out. */
   sni: Record<string, unknown> | null;
+  /** The WebSocket transport (scripts/bench/websocket.ts); null when --tests leaves it out. */
+  ws: Record<string, unknown> | null;
 }
 
 function machineInfo(o: BenchOptions) {
@@ -72,12 +75,14 @@ async function main(b: Bench): Promise<Summary> {
   const extras = await runExtras(b, setup);
   const memory = await runMemory(b, setup.target);
   const sni = await runSni(b, setup.target);
+  const ws = await runWs(b, setup.target);
 
   printFigures(b, setup);
   printMemory(b, setup.paths, memory.figures);
   const extraOut = printExtras(b, extras);
   const sniTargets = printSni(b, sni);
-  const targets = [...evaluateTargets(b.figures, setup, extras, memory.perStreamKiB), ...sniTargets];
+  const wsTargets = printWs(b, ws);
+  const targets = [...evaluateTargets(b.figures, setup, extras, memory.perStreamKiB), ...sniTargets, ...wsTargets];
   printEnd(b, targets, started);
 
   const figures: Summary["figures"] = {};
@@ -94,6 +99,7 @@ async function main(b: Bench): Promise<Summary> {
     targets,
     notes: [...b.notes, ...b.figures.errors],
     sni: sniSummary(sni),
+    ws: wsSummary(ws),
   };
 }
 

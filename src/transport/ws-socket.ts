@@ -9,6 +9,7 @@
 import { getRandomValues } from "node:crypto";
 import { TunnelError } from "../errors.ts";
 import { WS_SEND_MESSAGE_BYTES, WsClose, WsDecoder, WsOp, closePayload, encodeFrame, type EncodedFrame, type WsSink } from "../protocol/ws-frame.ts";
+import { chunkViews, releaseChunk } from "./read-buffer.ts";
 import type { NetSocket, SocketOwner, SocketSlot } from "./tcp.ts";
 
 /**
@@ -97,7 +98,12 @@ export class WsSocket implements TunnelSocket, SocketOwner, WsSink {
   // --- events of the raw socket (this is its owner) ---
 
   onData(chunk: Uint8Array): void {
-    if (!this.gone) this.decoder.push(chunk, this);
+    if (this.gone) return;
+    const kept = chunkViews.kept;
+    this.decoder.push(chunk, this);
+    // The owner got views of payload (a Session releases only whole chunks); if none was kept, the read's memory
+    // goes back now instead of at the next collection (read-buffer.ts).
+    if (chunkViews.kept === kept) releaseChunk(chunk);
   }
 
   onDrain(): void {
@@ -185,7 +191,10 @@ export class WsSocket implements TunnelSocket, SocketOwner, WsSink {
   /** Writes one frame; false if the raw socket did not take all of it (the rest waits for drain). */
   private send(f: EncodedFrame): boolean {
     const n = this.raw.write(f.buf, f.offset, f.length);
-    if (n === f.length) return true;
+    if (n === f.length) {
+      releaseChunk(f.buf); // the kernel has the bytes: give the frame's memory back now (read-buffer.ts)
+      return true;
+    }
     this.queued = f.buf.subarray(f.offset + Math.max(0, n), f.offset + f.length);
     return false;
   }

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { nginxCommand, nginxConfig } from "../../scripts/lib/nginx.ts";
 
 /** Path of an executable, or null. */
 export function which(name: string): string | null {
@@ -114,37 +115,12 @@ function safeRead(path: string): string {
   }
 }
 
-/** deploy/nginx/backchannel.conf: the server block README "Deploy behind nginx" documents. */
-const DEPLOYED_NGINX = readFileSync(new URL("../../deploy/nginx/backchannel.conf", import.meta.url), "utf8");
-
 /**
- * nginx running deploy/nginx/backchannel.conf (its listen port, certificate and upstream replaced): TLS terminated,
- * the WebSocket upgrade at /backchannel proxied to 127.0.0.1:`upstream` with X-Forwarded-For.
+ * nginx running deploy/nginx/backchannel.conf (scripts/lib/nginx.ts: its listen port, certificate and upstream
+ * replaced): TLS terminated, the WebSocket upgrade at /backchannel proxied to 127.0.0.1:`upstream`.
  */
 export function startNginx(opts: { upstream: number; cert: string; key: string }): Promise<Middlebox> {
-  const site = (port: number) => {
-    const out = DEPLOYED_NGINX.replace("listen 443 ssl;", `listen 127.0.0.1:${port} ssl;`)
-      .replace("/etc/nginx/tls/backchannel.crt", opts.cert)
-      .replace("/etc/nginx/tls/backchannel.key", opts.key)
-      .replace("http://127.0.0.1:8443", `http://127.0.0.1:${opts.upstream}`);
-    if (out.includes("8443") || out.includes("/etc/nginx")) throw new Error("deploy/nginx/backchannel.conf changed shape");
-    return out;
-  };
-  const config = (port: number, dir: string) => `
-daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
-  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-${site(port)}
-}
-`;
-  return run("nginx", config, (dir) => [which("nginx") as string, "-p", dir, "-c", join(dir, "conf"), "-e", join(dir, "error.log")], "error.log");
+  return run("nginx", (port, dir) => nginxConfig(dir, port, opts), (dir) => nginxCommand(which("nginx") as string, dir), "error.log");
 }
 
 /** tinyproxy allowing CONNECT from loopback with Basic auth `user`/`password`. */
