@@ -23,7 +23,7 @@ export const POLICIES = ["token", "hmac-sha256", "mtls", "none"] as const satisf
 /** Shortest secret accepted for the token and hmac-sha256 policies. */
 export const MIN_SECRET_CHARS = 16;
 
-const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+export const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
 
 /** Checks a host name or IP literal (no brackets); returns an error message or null. */
 function hostError(host: string): string | null {
@@ -71,7 +71,7 @@ export function formatHostPort(a: HostPort): string {
 }
 
 /** Splits a comma-separated list, trimming entries and dropping empty ones. */
-function entries(raw: string): string[] {
+export function entries(raw: string): string[] {
   return raw
     .split(",")
     .map((e) => e.trim())
@@ -128,7 +128,7 @@ function clusterOf(name: string, policy: CredentialPolicy, param: string | null)
   }
 }
 
-function sameAddress(a: HostPort, b: HostPort): boolean {
+export function sameAddress(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
 }
 
@@ -179,21 +179,6 @@ function serviceOf(entry: string): ServiceConfig | string {
   }
   if (proxyProtocol !== null && address.protocol === "udp") return "option proxy is for TCP services, not /udp";
   return { name, host: target.host, port: target.port, proxyProtocol, protocol: address.protocol };
-}
-
-/** TUNNEL_SERVERS: `host:port`, comma-separated, at least one; port 1..65535; no duplicates. */
-export function parseServers(raw: string): Parsed<HostPort[]> {
-  const errors: string[] = [];
-  const servers: HostPort[] = [];
-  for (const entry of entries(raw)) {
-    const server = parseHostPort(entry, { allowPortZero: false });
-    if (typeof server === "string") errors.push(`entry "${entry}": ${server}`);
-    else if (servers.some((s) => sameAddress(s, server))) errors.push(`entry "${entry}": listed twice`);
-    else servers.push(server);
-  }
-  if (errors.length > 0) return { ok: false, errors };
-  if (servers.length === 0) return { ok: false, errors: ["expected at least one host:port entry"] };
-  return ok(servers);
 }
 
 /** TUNNEL_DNS_SERVERS: IP addresses with optional ports (`10.0.0.2`, `127.0.0.1:5353`, `[::1]:53`). */

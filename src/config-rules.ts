@@ -30,6 +30,11 @@ const COMMON_RULES: readonly CrossRule[] = [
 
 const SERVER_RULES: readonly CrossRule[] = [
   {
+    vars: ["TUNNEL_WS_TLS", "TUNNEL_TLS"],
+    ok: (x) => x.TUNNEL_WS_TLS !== true || x.TUNNEL_TLS === true,
+    message: () => "TUNNEL_WS_TLS=on needs TUNNEL_TLS=on (the WebSocket listener serves the same certificate)",
+  },
+  {
     vars: ["TUNNEL_TLS", "TUNNEL_TLS_CERT", "TUNNEL_TLS_KEY"],
     ok: (x) => !x.TUNNEL_TLS || (x.TUNNEL_TLS_CERT === undefined) === (x.TUNNEL_TLS_KEY === undefined),
     message: () =>
@@ -59,6 +64,14 @@ const SERVER_RULES: readonly CrossRule[] = [
 ];
 
 const AGENT_RULES: readonly CrossRule[] = [
+  {
+    vars: ["TUNNEL_SERVERS", "TUNNEL_TLS"],
+    ok: (x) => (x.TUNNEL_SERVERS ?? []).every((s) => s.ws === undefined || s.ws.tls === x.TUNNEL_TLS),
+    message: (x) =>
+      x.TUNNEL_TLS
+        ? "TUNNEL_SERVERS: a ws:// entry would send the tunnel in plaintext; use wss://, or set TUNNEL_TLS=off to allow plaintext"
+        : "TUNNEL_SERVERS: a wss:// entry needs TUNNEL_TLS=on (with TUNNEL_TLS=off use ws://)",
+  },
   {
     vars: ["TUNNEL_SERVERS", "TUNNEL_SERVER_DISCOVERY"],
     ok: (x) => x.TUNNEL_SERVERS !== undefined || x.TUNNEL_SERVER_DISCOVERY !== undefined,
@@ -97,6 +110,15 @@ const AGENT_RULES: readonly CrossRule[] = [
       `TUNNEL_SERVICES: TUNNEL_PROTOCOL=mosn splices each connection to one service (MOSN's hosting listener): ` +
       `name exactly one, without proxy= (the server tells no visitor address); got ${x.TUNNEL_SERVICES?.length ?? 0}` +
       `${x.TUNNEL_SERVICES?.some((s) => s.proxyProtocol !== null) ? " with proxy=" : ""}`,
+  },
+  {
+    vars: ["TUNNEL_PROTOCOL", "TUNNEL_SERVERS", "TUNNEL_PROXY"],
+    ok: (x) =>
+      x.TUNNEL_PROTOCOL !== "mosn" ||
+      (x.TUNNEL_PROXY === undefined && !(x.TUNNEL_SERVERS ?? []).some((s) => s.ws !== undefined) && x.TUNNEL_SERVICES?.[0]?.protocol !== "udp"),
+    message: () =>
+      "TUNNEL_PROTOCOL=mosn dials MOSN servers directly over TCP or TLS: no ws:// or wss:// in TUNNEL_SERVERS, no " +
+      "TUNNEL_PROXY, and a TCP service (not /udp)",
   },
   {
     vars: ["TUNNEL_TLS_PIN", "TUNNEL_TLS_CA"],

@@ -14,6 +14,14 @@ export type CredentialPolicy = "token" | "hmac-sha256" | "mtls" | "none";
 export type Protocol = "tcp" | "udp";
 /** A parsed address; IPv6 hosts are stored without brackets. */
 export interface HostPort { host: string; port: number }
+/** A server the agent dials over WebSocket (`wss://` or `ws://` in TUNNEL_SERVERS): TLS or not, and the path. */
+export interface WsEndpoint { tls: boolean; path: string }
+/** A server address of the agent: `host:port`, or a WebSocket URL (`ws` set). */
+export interface ServerAddress extends HostPort { ws?: WsEndpoint }
+/** An HTTP CONNECT proxy (TUNNEL_PROXY, or https_proxy / HTTPS_PROXY / http_proxy); `password` is a secret. */
+export interface ProxyConfig { host: string; port: number; user: string | null; password: string | null; source: string }
+/** A CIDR block (TUNNEL_TRUSTED_PROXIES): 16 address bytes (IPv4 mapped) and a prefix over 128 bits. */
+export interface CidrBlock { bytes: Uint8Array; prefix: number; text: string }
 
 /** Settings both roles read. */
 export interface CommonConfig {
@@ -56,6 +64,8 @@ export interface ServerConfig extends CommonConfig {
   /** TUNNEL_MOSN_AGENTS: plain MOSN agents join as raw hosts. */ mosnAgents: boolean;
   /** TUNNEL_UDP_MAX_FLOWS: open flows per UDP route; datagrams of further visitors are dropped. */
   udpMaxFlows: number;
+  /** TUNNEL_WS_LISTEN (null: off), TUNNEL_WS_PATH, TUNNEL_WS_TLS (defaults to `tls`), TUNNEL_TRUSTED_PROXIES. */
+  wsListen: HostPort | null; wsPath: string; wsTls: boolean; trustedProxies: CidrBlock[];
 }
 /** A target the agent may dial, by service name. */
 export interface ServiceConfig { name: string; host: string; port: number; proxyProtocol: "v1" | "v2" | null; protocol: Protocol }
@@ -63,7 +73,7 @@ export interface ServiceConfig { name: string; host: string; port: number; proxy
 export type ServerDiscovery = { kind: "dns"; name: string; port: number } | { kind: "file"; path: string };
 /** Agent role settings. */
 export interface AgentConfig extends CommonConfig {
-  mode: "agent"; servers: HostPort[]; serverDiscovery: ServerDiscovery | null; cluster: string;
+  mode: "agent"; servers: ServerAddress[]; serverDiscovery: ServerDiscovery | null; cluster: string;
   credentialPolicy: CredentialPolicy; credential: string | null; services: ServiceConfig[]; connections: number;
   weight: number; hostname: string; /** TUNNEL_HOSTNAME was set (else mtls takes the certificate's CN). */ hostnameSet: boolean;
   connectRetryTimes: number; reconnectBaseMs: number; reconnectMaxMs: number;
@@ -71,6 +81,8 @@ export interface AgentConfig extends CommonConfig {
   /** TUNNEL_TLS_PIN, canonical `sha256:<base64>` (SPEC.md §6); empty: verify with a CA. */ tlsPins: string[];
   discoveryIntervalMs: number; dnsServers: string[];
   /** TUNNEL_PROTOCOL: our stream protocol, or a MOSN agent's raw connections. */ protocol: "backchannel" | "mosn";
+  /** The HTTP CONNECT proxy every server connection goes through (null: direct); `noProxy`: NO_PROXY entries. */
+  proxy: ProxyConfig | null; noProxy: string[];
 }
 /** A loaded configuration. */
 export type Config = ServerConfig | AgentConfig;

@@ -21,9 +21,9 @@ import {
   parseDiscovery,
   parseDnsServers,
   parsePins,
-  parseServers,
   parseServices,
 } from "./config-parse.ts";
+import { DEFAULT_WS_PATH, parseProxy, parseServers, parseTrustedProxies, parseWsPath } from "./config-net.ts";
 import { parseRoutes } from "./config-routes.ts";
 import {
   boolSchema,
@@ -192,9 +192,23 @@ export const SPECS = {
   TUNNEL_SHUTDOWN_GRACE_MS: spec({ modes: SERVER, syntax: `0..${HOUR_MS}`, default: "15000", fallback: "15000",
     meaning: "On SIGTERM, how long in-flight streams may take to finish before the server exits.",
     schema: intSchema(0, HOUR_MS) }),
+  TUNNEL_WS_LISTEN: spec({ modes: SERVER, syntax: "host:port", default: "off",
+    meaning: "Also accept agents over WebSocket on this address (beside TUNNEL_LISTEN; port 0: any free port), for " +
+      "agents behind HTTP reverse proxies or that may only speak HTTPS.", schema: hostPortSchema({ allowPortZero: true }) }),
+  TUNNEL_WS_PATH: spec({ modes: SERVER, syntax: "/path", default: DEFAULT_WS_PATH, fallback: DEFAULT_WS_PATH,
+    meaning: "The one URL path TUNNEL_WS_LISTEN upgrades; any other request gets a 404.", schema: listSchema(parseWsPath) }),
+  TUNNEL_WS_TLS: spec({ modes: SERVER, syntax: "on|off", default: "as TUNNEL_TLS",
+    meaning: "TLS on TUNNEL_WS_LISTEN; off behind a reverse proxy that terminates TLS (wss://) itself.",
+    schema: boolSchema() }),
+  TUNNEL_TRUSTED_PROXIES: spec({ modes: SERVER, syntax: "CIDR,…", default: "none", listValue: true,
+    meaning: "Reverse proxies in front of TUNNEL_WS_LISTEN whose X-Forwarded-For / Forwarded give the agent's address " +
+      "(for penalties, pending-handshake limits, logs and status); from any other peer these fields are ignored.",
+    schema: listSchema(parseTrustedProxies) }),
 
-  TUNNEL_SERVERS: spec({ modes: AGENT, syntax: "host:port,…", default: "none", listValue: true,
-    meaning: "Servers to connect to; this or TUNNEL_SERVER_DISCOVERY is required.",
+  TUNNEL_SERVERS: spec({ modes: AGENT, syntax: "host:port or wss://host[:port][/path] or ws://…,…", default: "none",
+    listValue: true,
+    meaning: "Servers to connect to (wss:// and ws://: over WebSocket, path default /backchannel; wss:// needs " +
+      "TUNNEL_TLS=on, ws:// TUNNEL_TLS=off); this or TUNNEL_SERVER_DISCOVERY is required.",
     schema: listSchema(parseServers) }),
   TUNNEL_SERVER_DISCOVERY: spec({ modes: AGENT, syntax: "dns:name:port or file:path", default: "none",
     meaning: "Find servers by DNS name (every address) or in a file of host:port lines.",
@@ -257,6 +271,10 @@ export const SPECS = {
   TUNNEL_TLS_SERVER_NAME: spec({ modes: AGENT, syntax: "host name", default: "the server's host",
     meaning: "Name sent as SNI and checked against the server certificate.",
     schema: v.pipe(v.string(), v.trim(), v.regex(/^[A-Za-z0-9_.-]{1,253}$/, "expected a host name")) }),
+  TUNNEL_PROXY: spec({ modes: AGENT, syntax: "http://[user:password@]host:port",
+    default: "https_proxy / HTTPS_PROXY (http_proxy for plaintext), minus NO_PROXY; else direct", secret: true,
+    meaning: "HTTP CONNECT proxy every server connection (TCP, TLS or WebSocket) goes through, with Basic proxy " +
+      "authentication from the URL.", schema: listSchema(parseProxy) }),
 } as const;
 
 /** A known variable name. */

@@ -9,7 +9,8 @@ import { hostname as osHostname } from "node:os";
 import { SPECS, VARIABLES, type Values, type VarName, type VarSpec } from "./config-vars.ts";
 import { configWarnings, crossCheck, effectivePolicy, nameWarnings, rulesFor } from "./config-rules.ts";
 import { TunnelError } from "./errors.ts";
-import type { AgentConfig, CommonConfig, Config, Mode, ServerConfig } from "./config-types.ts";
+import type { AgentConfig, CommonConfig, Config, Mode, ProxyConfig, ServerConfig } from "./config-types.ts";
+import { parseNoProxy, parseProxyUrl } from "./config-net.ts";
 
 export { VARIABLES, type VariableDoc } from "./config-vars.ts";
 export type {
@@ -22,6 +23,9 @@ export type {
   LogLevel,
   Mode,
   Protocol,
+  ProxyConfig,
+  ServerAddress,
+  WsEndpoint,
   RouteConfig,
   RouteMatch,
   ServerConfig,
@@ -82,7 +86,26 @@ export function loadConfig(
     return { ok: false, error, errors: errors.map(scrub), warnings: warnings.map(scrub) };
   }
   const config = assemble(m, result.output, opts);
+  if (config.mode === "agent" && config.proxy === null) {
+    Object.assign(config, environmentProxy(env, config.tls, warnings));
+  }
   return { ok: true, config, warnings: [...warnings, ...configWarnings(config)].map(scrub) };
+}
+
+/**
+ * The proxy from the environment when TUNNEL_PROXY is unset, as curl reads it: `https_proxy`, then `HTTPS_PROXY`
+ * (then `http_proxy`, lower case only, for a plaintext agent), minus `no_proxy` / `NO_PROXY` (applied per server).
+ * A value that is not an http:// URL is ignored with a warning (other programs may use what this one cannot).
+ */
+function environmentProxy(env: Record<string, string | undefined>, tls: boolean, warnings: string[]): { proxy: ProxyConfig | null; noProxy: string[] } {
+  const names = tls ? ["https_proxy", "HTTPS_PROXY"] : ["http_proxy"];
+  const name = names.find((n) => (env[n] ?? "").trim() !== "");
+  const noProxy = parseNoProxy(env.no_proxy?.trim() ? env.no_proxy : (env.NO_PROXY ?? ""));
+  if (name === undefined) return { proxy: null, noProxy };
+  const p = parseProxyUrl(env[name] ?? "", name);
+  if (typeof p !== "string") return { proxy: p, noProxy };
+  warnings.push(`${name}: ignored (${p}); server connections go direct`);
+  return { proxy: null, noProxy };
 }
 
 function quote(raw: string): string {
@@ -106,7 +129,7 @@ function formatIssue(issue: v.BaseIssue<unknown>, input: Record<string, string>)
  * policy, or a whole entry without `=`) from a message, in case a message ever quotes one.
  */
 function scrubber(input: Record<string, string>): (message: string) => string {
-  const secrets = [input.TUNNEL_CREDENTIAL, input.TUNNEL_ADMIN_TOKEN];
+  const secrets = [input.TUNNEL_CREDENTIAL, input.TUNNEL_ADMIN_TOKEN, input.TUNNEL_PROXY];
   for (const entry of (input.TUNNEL_CLUSTERS ?? "").split(",")) {
     const eq = entry.indexOf("=");
     const colon = entry.indexOf(":", eq + 1);
@@ -168,6 +191,10 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       shutdownGraceMs: must(x.TUNNEL_SHUTDOWN_GRACE_MS),
       mosnAgents: must(x.TUNNEL_MOSN_AGENTS),
       udpMaxFlows: must(x.TUNNEL_UDP_MAX_FLOWS),
+      wsListen: x.TUNNEL_WS_LISTEN ?? null,
+      wsPath: must(x.TUNNEL_WS_PATH),
+      wsTls: x.TUNNEL_WS_TLS ?? common.tls,
+      trustedProxies: x.TUNNEL_TRUSTED_PROXIES ?? [],
     };
   }
   return {
@@ -193,6 +220,8 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
     discoveryIntervalMs: must(x.TUNNEL_DISCOVERY_INTERVAL_MS),
     dnsServers: x.TUNNEL_DNS_SERVERS ?? [],
     protocol: must(x.TUNNEL_PROTOCOL),
+    proxy: x.TUNNEL_PROXY ?? null,
+    noProxy: [],
   };
 }
 
@@ -206,6 +235,7 @@ export function redactConfig(config: Config): Record<string, unknown> {
   const copy = structuredClone(config) as Config;
   if (copy.adminToken !== null) copy.adminToken = REDACTED;
   if (copy.mode === "agent" && copy.credential !== null) copy.credential = REDACTED;
+  if (copy.mode === "agent" && copy.proxy?.password != null) copy.proxy.password = REDACTED;
   if (copy.mode === "server") {
     for (const cluster of copy.clusters) if (cluster.secret !== null) cluster.secret = REDACTED;
   }

@@ -40,6 +40,9 @@ export const ErrorCodes = {
   ERR_NO_HOST: "no live, non-draining agent connection in the cluster",
   ERR_AUTH: "authentication failed",
   ERR_TLS: "TLS verification failed",
+  ERR_WEBSOCKET: "WebSocket upgrade refused or the peer broke the WebSocket binding (text or oversized message, bad framing)",
+  ERR_PROXY: "the HTTP CONNECT proxy refused the tunnel or did not answer as a proxy",
+  ERR_PROXY_AUTH: "the HTTP CONNECT proxy refused the proxy credentials (407)",
   ERR_INTERNAL: "internal error (a bug)",
 } as const;
 

@@ -208,6 +208,18 @@ const ROWS: Record<string, Row> = {
     invalid: ["abc", `sha1:${"ab".repeat(20)}`, `sha256:${"ab".repeat(31)}`, `sha256:${"B".repeat(43)}`, ","] },
   TUNNEL_TLS_SERVER_NAME: { mode: "agent", field: (c) => a(c).tlsServerName, def: null,
     valid: [["tunnel.example.com", "tunnel.example.com"]], invalid: ["bad name"] },
+  TUNNEL_PROXY: { mode: "agent", field: (c) => a(c).proxy, def: null,
+    valid: [["http://u:p%40ss@proxy.corp:3128", { host: "proxy.corp", port: 3128, user: "u", password: "p@ss", source: "TUNNEL_PROXY" }],
+      ["http://[::1]:8080", { host: "::1", port: 8080, user: null, password: null, source: "TUNNEL_PROXY" }]],
+    invalid: ["socks5://p:1080", "proxy.corp:3128", "http://p:99999", "http://u:p@"] },
+  TUNNEL_WS_LISTEN: { mode: "server", field: (c) => s(c).wsListen, def: null,
+    valid: [["127.0.0.1:0", hp("127.0.0.1", 0)], ["[::]:8443", hp("::", 8443)]], invalid: ["8443", "a b:1"] },
+  TUNNEL_WS_PATH: { mode: "server", field: (c) => s(c).wsPath, def: "/backchannel",
+    valid: [["/tunnel/v1", "/tunnel/v1"]], invalid: ["tunnel", "/a b", "/x?y"] },
+  TUNNEL_WS_TLS: { mode: "server", field: (c) => s(c).wsTls, def: true, valid: [["off", false], ["on", true]], invalid: ["maybe"],
+    env: { TUNNEL_TLS: "on" } },
+  TUNNEL_TRUSTED_PROXIES: { mode: "server", field: (c) => s(c).trustedProxies.map((b) => b.text), def: [],
+    valid: [["10.0.0.0/8, fd00::/8,192.0.2.7", ["10.0.0.0/8", "fd00::/8", "192.0.2.7"]]], invalid: ["10.0.0.0/33", "proxy.corp", ","] },
 };
 ROWS.TUNNEL_CLUSTERS?.valid.push(["m=mtls:agent-1|agent-2, n=mtls", [
   { name: "m", policy: "mtls", secret: null, allowedIdentities: ["agent-1", "agent-2"] },
@@ -336,6 +348,13 @@ describe("cross-variable rules", () => {
     expect(errors("agent", { TUNNEL_PROTOCOL: "mosn", TUNNEL_SERVICES: "a=127.0.0.1:1;proxy=v2" })).toEqual([
       expect.stringMatching(/got 1 with proxy=$/)]);
     expect(a(ok("agent", { TUNNEL_SERVICES: "a=127.0.0.1:1,b=127.0.0.1:2" })).protocol).toBe("backchannel");
+  });
+
+  test("TUNNEL_PROTOCOL=mosn dials over TCP or TLS only: no WebSocket server, no proxy, no UDP service", () => {
+    const msg = /^TUNNEL_PROTOCOL=mosn dials MOSN servers directly over TCP or TLS/;
+    expect(errors("agent", { TUNNEL_PROTOCOL: "mosn", TUNNEL_TLS: "on", TUNNEL_SERVERS: "wss://cloud.example/t" })).toEqual([expect.stringMatching(msg)]);
+    expect(errors("agent", { TUNNEL_PROTOCOL: "mosn", TUNNEL_PROXY: "http://proxy.example:3128" })).toEqual([expect.stringMatching(msg)]);
+    expect(errors("agent", { TUNNEL_PROTOCOL: "mosn", TUNNEL_SERVICES: "dns=127.0.0.1:53/udp" })).toEqual([expect.stringMatching(msg)]);
   });
 });
 

@@ -34,6 +34,7 @@ import { evaluateTargets, memoryTargets, printEnd, printExtras, printFigures, pr
 import { runExtras, runMemory, runRounds, setUp, type Bench } from "./run.ts";
 import { printSni, runSni, sniSummary } from "./sni.ts";
 import { printUdp, runUdp, udpSummary } from "./udp.ts";
+import { printWs, runWs, wsSummary } from "./websocket.ts";
 import { RssPeaks, runWanRounds, setUpWan } from "./wan.ts";
 import { evaluateWanTargets, printWanFigures, printWanMemory, wanSummary } from "./wan-report.ts";
 
@@ -52,6 +53,8 @@ interface Summary {
   sni: Record<string, unknown> | null;
   /** UDP (scripts/bench/udp.ts); null when --tests leaves it out. */
   udp: Record<string, unknown> | null;
+  /** The WebSocket transport (scripts/bench/websocket.ts); null when --tests leaves it out. */
+  ws: Record<string, unknown> | null;
 }
 
 function machineInfo(o: BenchOptions) {
@@ -76,13 +79,15 @@ async function main(b: Bench): Promise<Summary> {
   const memory = await runMemory(b, setup.target);
   const sni = await runSni(b, setup.target);
   const udp = await runUdp(b);
+  const ws = await runWs(b, setup.target);
 
   printFigures(b, setup);
   printMemory(b, setup.paths, memory.figures);
   const extraOut = printExtras(b, extras);
   const sniTargets = printSni(b, sni);
   const udpTargets = printUdp(b, udp);
-  const targets = [...evaluateTargets(b.figures, setup, extras, memory.perStreamKiB), ...memoryTargets(memory.figures), ...sniTargets, ...udpTargets];
+  const wsTargets = printWs(b, ws);
+  const targets = [...evaluateTargets(b.figures, setup, extras, memory.perStreamKiB), ...memoryTargets(memory.figures), ...sniTargets, ...udpTargets, ...wsTargets];
   printEnd(b, targets, started);
 
   const figures: Summary["figures"] = {};
@@ -100,6 +105,7 @@ async function main(b: Bench): Promise<Summary> {
     notes: [...b.notes, ...b.figures.errors],
     sni: sniSummary(sni),
     udp: udpSummary(udp),
+    ws: wsSummary(ws),
   };
 }
 

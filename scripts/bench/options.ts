@@ -134,7 +134,8 @@ Loopback (the default): direct path, tunnel and TLS tunnel, interleaved.
   --quick              shorter runs (under a minute)
   --rounds=N           rounds (default 5, quick 2; with --wan 1)
   --json               JSON document on stdout, the tables on stderr (use npm run --silent)
-  --tests=LIST         a subset: up1,down1,up8,down8,rr-paced,rr-closed,conn,sni,udp
+  --tests=LIST         a subset: up1,down1,up8,down8,rr-paced,rr-closed,conn,sni,udp,ws (ws: one stream
+                       over TLS, wss:// and wss:// through nginx when installed)
   --idle-streams=N     idle streams of the memory run (default 10000)
   --no-tls --no-extras --no-memory
   --bin=PATH           a compiled binary instead of the sources

@@ -7,13 +7,14 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { randomUUID } from "node:crypto";
-import type { AgentConfig, HostPort } from "../config.ts";
+import type { AgentConfig, ServerAddress } from "../config.ts";
+import { bypassesProxy } from "../config-net.ts";
 import type { TLSOptions } from "bun";
 import { agentTls, certificateCommonName, tlsFiles } from "../transport/tls.ts";
 import { watchTlsFiles, type TlsReload } from "../transport/tls-reload.ts";
 import type { DialTls } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
-import type { ConnectionSlot, SlotContext } from "./connection.ts";
+import { serverLabel, type ConnectionSlot, type SlotContext } from "./connection.ts";
 import { startDiscovery, type Discovery } from "./discovery.ts";
 import { Peer } from "./peer.ts";
 import { MosnPeer } from "./mosn-peer.ts";
@@ -51,15 +52,23 @@ export interface AgentHandle {
  * Every address a server host name resolves to (one peer per address, as MOSN does). `tlsName`: the name the
  * addresses came from, which TLS verifies the server certificate against (not the address).
  */
-async function resolvePeers(server: HostPort): Promise<(HostPort & { tlsName?: string })[]> {
-  if (isIP(server.host) !== 0) return [server];
+async function resolvePeers(server: ServerAddress, config: AgentConfig): Promise<(ServerAddress & { tlsName?: string })[]> {
+  // Through a proxy the proxy resolves the name (the edge may have no DNS for it).
+  if (isIP(server.host) !== 0 || proxyFor(config, server.host) !== null) return [server];
   try {
     const addrs = await lookup(server.host, { all: true });
-    return [...new Set(addrs.map((a) => a.address))].map((host) => ({ host, port: server.port, tlsName: server.host }));
+    return [...new Set(addrs.map((a) => a.address))].map((host) => ({ ...server, host, tlsName: server.host }));
   } catch (e) {
     log.warn("cannot resolve server, dialling by name", { server: server.host, error: (e as Error).message });
     return [server];
   }
+}
+
+/** The proxy for a server (by its configured host): TUNNEL_PROXY always; a proxy from the environment unless NO_PROXY exempts it. */
+function proxyFor(config: AgentConfig, host: string): AgentConfig["proxy"] {
+  const p = config.proxy;
+  if (p === null || p.source === "TUNNEL_PROXY") return p;
+  return bypassesProxy(config.noProxy, host) ? null : p;
 }
 
 /** Options for tests, and the admin endpoint (started by main.ts with src/admin/; tests may pass it too). */
@@ -76,24 +85,25 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
   config = withCertificateName(config, tls?.get());
   const services = new Services(config);
   const stats = new AgentStats();
-  const ctx = slotContext({ config, services, stats, instance: randomUUID(), random: opts.random ?? Math.random }, () => tls?.get());
+  const ctx = slotContext({ config, services, stats, instance: randomUUID(), random: opts.random ?? Math.random, proxy: null }, () => tls?.get());
   const peers = new Map<string, AnyPeer>();
   const staticKeys = new Set<string>();
   let closing: Promise<void> | null = null;
 
-  const addPeer = (hp: HostPort, tlsName?: string): void => {
-    const key = `${hp.host}:${hp.port}`;
+  const addPeer = (hp: ServerAddress, tlsName?: string): void => {
+    const key = serverLabel(hp.host, hp.port, hp.ws);
     if (peers.has(key) || closing) return;
     // TLS checks the server's name, not the address it resolved to (unless TUNNEL_TLS_SERVER_NAME is set).
     const named = tlsName !== undefined && tls !== null && config.tlsServerName === null;
-    const peerCtx = named ? slotContext(ctx, () => ({ ...tls?.get(), serverName: tlsName })) : ctx;
-    const peer = config.protocol === "mosn" ? new MosnPeer(peerCtx, hp.host, hp.port) : new Peer(peerCtx, hp.host, hp.port);
+    const base = { ...ctx, proxy: proxyFor(config, tlsName ?? hp.host) };
+    const peerCtx = slotContext(base, named ? () => ({ ...tls?.get(), serverName: tlsName }) : () => tls?.get());
+    const peer = config.protocol === "mosn" ? new MosnPeer(peerCtx, hp.host, hp.port) : new Peer(peerCtx, hp.host, hp.port, { name: tlsName, ws: hp.ws });
     peers.set(key, peer);
     peer.start();
   };
 
-  for (const hp of (await Promise.all(config.servers.map(resolvePeers))).flat()) {
-    staticKeys.add(`${hp.host}:${hp.port}`);
+  for (const hp of (await Promise.all(config.servers.map((s) => resolvePeers(s, config)))).flat()) {
+    staticKeys.add(serverLabel(hp.host, hp.port, hp.ws));
     addPeer(hp, hp.tlsName);
   }
 
@@ -103,6 +113,7 @@ export async function startAgent(config: AgentConfig, opts: AgentOptions = {}): 
     cluster: config.cluster,
     hostname: config.hostname,
     servers: [...peers.keys()],
+    ...(config.proxy ? { proxy: `${config.proxy.host}:${config.proxy.port}`, proxyFrom: config.proxy.source } : {}),
     discovery: config.serverDiscovery ? config.serverDiscovery.kind : "off",
     connections: config.connections,
     protocol: config.protocol,
@@ -155,7 +166,7 @@ function followDiscovery(
   config: AgentConfig,
   peers: Map<string, AnyPeer>,
   staticKeys: ReadonlySet<string>,
-  addPeer: (hp: HostPort, tlsName?: string) => void,
+  addPeer: (hp: ServerAddress, tlsName?: string) => void,
   stats: AgentStats,
 ): Discovery {
   let discoveredKeys = new Set<string>();
@@ -164,7 +175,7 @@ function followDiscovery(
     intervalMs: config.discoveryIntervalMs,
     dnsServers: config.dnsServers,
     onSnapshot(servers) {
-      const next = new Set(servers.map((s) => `${s.host}:${s.port}`));
+      const next = new Set(servers.map((s) => serverLabel(s.host, s.port, s.ws)));
       const tlsName = source.kind === "dns" ? source.name : undefined;
       for (const s of servers) addPeer(s, tlsName);
       for (const key of discoveredKeys) {

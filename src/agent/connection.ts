@@ -3,21 +3,20 @@
  * Lifecycle states: dialing → handshaking → ready → draining → closed. Each slot runs on its own, so an unreachable
  * server never blocks the others (MOSN's serial Start, mosn-tunnel.md §6.8).
  */
-import type { TLSOptions } from "bun";
-import type { AgentConfig } from "../config.ts";
 import type { ConnectionInitResponse } from "../protocol/handshake.ts";
 import { HandshakeStatus, WireCode, handshakeStatusName } from "../protocol/constants.ts";
 import type { ControlMessage } from "../protocol/control.ts";
 import { Session } from "../mux/session.ts";
 import { sessionOptions } from "../mux/session-options.ts";
-import { connect, type NetSocket, type SocketOwner } from "../transport/tcp.ts";
+import type { TunnelSocket } from "../transport/ws-socket.ts";
 import { channelBinding } from "../transport/tls.ts";
-import { TunnelError, isTunnelError, type ErrorCode } from "../errors.ts";
+import { TunnelError, type ErrorCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { Backoff } from "./backoff.ts";
 import { AgentHandshake, encodeInitInfo, type HandshakeOutcome } from "./handshake.ts";
-import type { Services } from "./services.ts";
-import type { AgentStats } from "./stats.ts";
+import { dialFailureCode, dialSlot, serverLabel, type ServerVia, type SlotContext } from "./server-dial.ts";
+
+export { serverLabel, type ServerVia, type SlotContext } from "./server-dial.ts";
 
 const log = logger("agent");
 
@@ -28,16 +27,6 @@ export type SlotState = "dialing" | "handshaking" | "ready" | "draining" | "back
 const HEALTHY_RESET_MS = 10_000;
 /** Connections a slot keeps draining after the server's GOAWAY (each finishing its streams) before closing the oldest. */
 const MAX_DRAINING_PER_SLOT = 2;
-
-/** Shared by every slot of one agent. */
-export interface SlotContext {
-  readonly config: AgentConfig;
-  readonly services: Services;
-  readonly instance: string;
-  readonly tls: TLSOptions | undefined;
-  readonly random: () => number;
-  readonly stats: AgentStats;
-}
 
 /** One data connection slot to one server address. */
 export class ConnectionSlot implements HandshakeOutcome {
@@ -66,6 +55,7 @@ export class ConnectionSlot implements HandshakeOutcome {
     readonly serverPort: number,
     readonly slot: number,
     readonly role: "data" | "aside" = "data",
+    readonly via: ServerVia = {},
   ) {
     this.backoff = new Backoff(ctx.config.reconnectBaseMs, ctx.config.reconnectMaxMs, ctx.random);
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
@@ -73,7 +63,7 @@ export class ConnectionSlot implements HandshakeOutcome {
 
   /** Address label for logs. */
   get server(): string {
-    return `${this.serverHost}:${this.serverPort}`;
+    return serverLabel(this.serverHost, this.serverPort, this.via.ws);
   }
 
   /** Starts the dial loop. */
@@ -130,19 +120,13 @@ export class ConnectionSlot implements HandshakeOutcome {
     this.state = "dialing";
     const { config } = this.ctx;
     const hs = new AgentHandshake(this);
-    let socket: NetSocket;
+    let socket: TunnelSocket;
     try {
-      socket = await connect({
-        host: this.serverHost,
-        port: this.serverPort,
-        tls: this.ctx.tls,
-        timeoutMs: config.connectTimeoutMs,
-        owner: hs,
-      });
+      socket = await dialSlot(this.ctx, this.serverHost, this.serverPort, this.via, hs);
     } catch (e) {
-      // A TLS failure (certificate from another CA, wrong name, expired...) is logged as an error with ERR_TLS.
-      const code = isTunnelError(e, "ERR_TLS") ? "ERR_TLS" : undefined;
-      this.retry(`dial failed: ${(e as Error).message}`, false, undefined, code);
+      // A TLS failure (certificate from another CA, wrong name, expired...) and a refused proxy password are
+      // logged as errors with their code; a proxy or WebSocket refusal as a warning with its code.
+      this.retry(`dial failed: ${(e as Error).message}`, false, undefined, dialFailureCode(e));
       return;
     }
     if (this.stopped) {
@@ -159,7 +143,7 @@ export class ConnectionSlot implements HandshakeOutcome {
   }
 
   /** Called by the handshake owner with the server's answer. */
-  handshakeDone(socket: NetSocket, response: ConnectionInitResponse, rest: Uint8Array): void {
+  handshakeDone(socket: TunnelSocket, response: ConnectionInitResponse, rest: Uint8Array): void {
     if (this.stopped) {
       socket.end();
       return this.setStopped();
@@ -284,6 +268,7 @@ export class ConnectionSlot implements HandshakeOutcome {
     if (retryAfterMs !== undefined) delay = Math.max(delay, retryAfterMs);
     const fields = { server: this.server, slot: this.slot, reason, retryInMs: delay, ...(code ? { code } : {}) };
     if (code === "ERR_TLS") log.error("TLS with the server failed", fields);
+    else if (code === "ERR_PROXY_AUTH") log.error("the proxy refused the proxy credentials", fields);
     else if (authFailure) log.error("handshake refused", fields);
     else log.warn("connection down", fields);
     this.schedule(delay);

@@ -6,25 +6,25 @@
  */
 import { Resolver } from "node:dns/promises";
 import { watch, type FSWatcher } from "node:fs";
-import type { HostPort, ServerDiscovery } from "../config.ts";
+import type { ServerAddress, ServerDiscovery } from "../config.ts";
+import { parseServerEntry } from "../config-net.ts";
 import { logger } from "../log.ts";
 
 const log = logger("discovery");
 
-/** Parses a servers file: one `host:port` per line; blank lines and `#` comments ignored. Bad lines are skipped. */
-export function parseServersFile(text: string): { servers: HostPort[]; bad: string[] } {
-  const servers: HostPort[] = [];
+/**
+ * Parses a servers file: one `host:port`, `wss://…` or `ws://…` (as TUNNEL_SERVERS) per line; blank lines and `#`
+ * comments ignored. Bad lines are skipped.
+ */
+export function parseServersFile(text: string): { servers: ServerAddress[]; bad: string[] } {
+  const servers: ServerAddress[] = [];
   const bad: string[] = [];
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.replace(/#.*$/, "").trim();
     if (line === "") continue;
-    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(line);
-    const port = m ? Number(m[3]) : 0;
-    if (!m || port < 1 || port > 65535) {
-      bad.push(line);
-      continue;
-    }
-    servers.push({ host: (m[1] ?? m[2]) as string, port });
+    const server = parseServerEntry(line);
+    if (typeof server === "string") bad.push(line);
+    else servers.push(server);
   }
   return { servers, bad };
 }
@@ -40,7 +40,7 @@ export interface DiscoveryOptions {
   /** DNS servers (`ip` or `ip:port`) to query instead of the system's. */
   dnsServers?: readonly string[];
   /** Receives each snapshot (also an unchanged one). */
-  onSnapshot(servers: HostPort[]): void;
+  onSnapshot(servers: ServerAddress[]): void;
 }
 
 /** Starts a discovery source; the first snapshot is delivered as soon as it is known. */

@@ -7,7 +7,7 @@ import type { AgentConfig } from "../config.ts";
 import { encodeHandshake, type ConnectionInitResponse } from "../protocol/handshake.ts";
 import { HandshakeFlag, STREAM_PROTOCOL_VERSION } from "../protocol/constants.ts";
 import { makeCredential } from "../auth/credential.ts";
-import type { NetSocket } from "../transport/tcp.ts";
+import type { TunnelSocket } from "../transport/ws-socket.ts";
 import { HandshakeCore, type FrameOf } from "../mux/handshake-core.ts";
 import { openingWindow } from "../mux/session-options.ts";
 import type { TunnelError } from "../errors.ts";
@@ -69,21 +69,21 @@ export function encodeMosnInitInfo(config: AgentConfig, binding: string): Uint8A
 /** What the handshake reports to its connection slot (exactly one of the two, once). */
 export interface HandshakeOutcome {
   /** The server answered (any status); `rest` is what followed the response in the same read. */
-  handshakeDone(socket: NetSocket, response: ConnectionInitResponse, rest: Uint8Array): void;
+  handshakeDone(socket: TunnelSocket, response: ConnectionInitResponse, rest: Uint8Array): void;
   /** No answer: closed, timed out, or not a handshake frame. The socket is closed already. */
   handshakeFailed(error: TunnelError): void;
 }
 
 /** Owns the agent's socket from connect until the ConnectionInitResponse. */
 export class AgentHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_RESPONSE> {
-  private socket: NetSocket | null = null;
+  private socket: TunnelSocket | null = null;
 
   constructor(private readonly outcome: HandshakeOutcome) {
     super(HandshakeFlag.INIT_RESPONSE);
   }
 
   /** The socket is connected and the InitInfo is on its way: the response must arrive within `timeoutMs`. */
-  begin(socket: NetSocket, timeoutMs: number): void {
+  begin(socket: TunnelSocket, timeoutMs: number): void {
     this.socket = socket;
     this.arm(timeoutMs);
   }
@@ -94,7 +94,7 @@ export class AgentHandshake extends HandshakeCore<typeof HandshakeFlag.INIT_RESP
   }
 
   protected received(message: FrameOf<typeof HandshakeFlag.INIT_RESPONSE>, rest: Uint8Array): void {
-    this.outcome.handshakeDone(this.socket as NetSocket, message.body, rest);
+    this.outcome.handshakeDone(this.socket as TunnelSocket, message.body, rest);
   }
 
   protected failed(error: TunnelError): void {

@@ -9,7 +9,7 @@
  */
 import { WireCode } from "../protocol/constants.ts";
 import { logger } from "../log.ts";
-import { ConnectionSlot, type SlotContext } from "./connection.ts";
+import { ConnectionSlot, serverLabel, type ServerVia, type SlotContext } from "./connection.ts";
 
 const log = logger("peer");
 
@@ -23,18 +23,19 @@ export class Peer {
     private readonly ctx: SlotContext,
     readonly host: string,
     readonly port: number,
+    readonly via: ServerVia = {},
   ) {
-    for (let i = 0; i < ctx.config.connections; i++) this.slots.push(new ConnectionSlot(ctx, host, port, i, "data"));
-    this.aside = new ConnectionSlot(ctx, host, port, 0, "aside");
+    for (let i = 0; i < ctx.config.connections; i++) this.slots.push(new ConnectionSlot(ctx, host, port, i, "data", via));
+    this.aside = new ConnectionSlot(ctx, host, port, 0, "aside", via);
     this.aside.onDrained = (id) => {
       const slot = this.slots.find((s) => s.connectionId === id);
       log.debug("server acknowledged drained connection", { server: this.key, connectionId: id, slot: slot?.slot });
     };
   }
 
-  /** `host:port`. */
+  /** `host:port`, or the WebSocket URL (serverLabel). */
   get key(): string {
-    return `${this.host}:${this.port}`;
+    return serverLabel(this.host, this.port, this.via.ws);
   }
 
   /** True if at least one data connection is ready. */

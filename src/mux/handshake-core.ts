@@ -52,8 +52,9 @@ export abstract class HandshakeCore<F extends HandshakeFlag> implements SocketOw
     this.fail(new TunnelError("ERR_HANDSHAKE_CLOSED"), "lost");
   }
 
-  onClose(): void {
-    this.fail(new TunnelError("ERR_HANDSHAKE_CLOSED"), "gone");
+  /** The connection is gone; a TunnelError from the transport (a WebSocket violation) is the reason given. */
+  onClose(error?: Error): void {
+    this.fail(error instanceof TunnelError ? error : new TunnelError("ERR_HANDSHAKE_CLOSED"), "gone");
   }
 
   /** Fails the handshake once (later calls do nothing): settles, then tells the role. */

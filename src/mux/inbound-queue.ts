@@ -3,6 +3,7 @@
  * and the tally of such bytes per session and per process that an agent's inbound budgets are checked against.
  */
 
+import { chunkViews } from "../transport/read-buffer.ts";
 /** Queued views at least this long (and at least a quarter of their chunk) are kept; smaller ones are copied. */
 const KEEP_VIEW_MIN_BYTES = 16 * 1024;
 /** Size of the buffer small queued payloads are copied into. */
@@ -53,7 +54,9 @@ export class InboundQueue {
    * Count of views of received chunks kept by any queue, ever. A session compares it before and after decoding a
    * chunk: unchanged means nothing holds a view of that chunk, so its memory can be released at once.
    */
-  static keptViews = 0;
+  static get keptViews(): number {
+    return chunkViews.kept;
+  }
   /** Queued views (of received chunks or of the tail buffer), oldest first. */
   private views: Uint8Array[] = [];
   /** Buffer that small queued payloads are copied into (see push), and how much of it is used. */
@@ -83,7 +86,7 @@ export class InboundQueue {
     if (len >= KEEP_VIEW_MIN_BYTES && len * 4 >= payload.buffer.byteLength) {
       q.push(payload);
       this.tail = null;
-      InboundQueue.keptViews++;
+      chunkViews.kept++;
       return;
     }
     let tail = this.tail;

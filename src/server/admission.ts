@@ -11,7 +11,7 @@ import { HandshakeFlag, HandshakeStatus, STREAM_PROTOCOL_VERSION, WireCode } fro
 import type { ControlMessage } from "../protocol/control.ts";
 import { Session } from "../mux/session.ts";
 import { sessionOptions } from "../mux/session-options.ts";
-import type { NetSocket } from "../transport/tcp.ts";
+import type { TunnelSocket } from "../transport/ws-socket.ts";
 import { logger } from "../log.ts";
 import type { AcceptedHandshake } from "./handshake.ts";
 import type { Registry, Host } from "./registry.ts";
@@ -37,7 +37,7 @@ export class Admission {
   ) {}
 
   /** Writes the success response and turns the socket into a session. */
-  admit(socket: NetSocket, a: AcceptedHandshake): void {
+  admit(socket: TunnelSocket, a: AcceptedHandshake): void {
     const { config } = this;
     // 96 random bits: an agent cannot guess another's connection ids (only its own are told to it).
     const connectionId = `${this.idPrefix}-${randomBytes(12).toString("hex")}`;

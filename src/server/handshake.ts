@@ -13,7 +13,7 @@ import { HandshakeFlag, HandshakeStatus, STREAM_PROTOCOL_VERSION } from "../prot
 import { verifyCredential, type ReplayGuard } from "../auth/credential.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
 import type { ClusterConfig, ServerConfig } from "../config.ts";
-import type { NetSocket } from "../transport/tcp.ts";
+import type { TunnelSocket } from "../transport/ws-socket.ts";
 import { channelBinding } from "../transport/tls.ts";
 import { HandshakeCore, type FrameOf, type HandshakeFailure } from "../mux/handshake-core.ts";
 import { AUTH_FAILURE_STATUSES, type AuthPenalties } from "./gate.ts";
@@ -38,19 +38,19 @@ export interface HandshakeContext {
   /** Failed authentications are reported here (optional: no penalties without it). */
   readonly penalties?: AuthPenalties;
   /** Called once with the outcome; on success the callee writes the response and takes the socket over. */
-  onAccepted(socket: NetSocket, accepted: AcceptedHandshake): void;
+  onAccepted(socket: TunnelSocket, accepted: AcceptedHandshake): void;
   /** As onAccepted, for a plain MOSN agent's connection (TUNNEL_MOSN_AGENTS=on only). */
-  onRawAccepted(socket: NetSocket, accepted: AcceptedRaw): void;
+  onRawAccepted(socket: TunnelSocket, accepted: AcceptedRaw): void;
   /** A GracefulClose came as the first frame (TUNNEL_MOSN_AGENTS=on only); the callee takes the socket over. */
-  onGracefulClose(socket: NetSocket, body: GracefulClose): void;
+  onGracefulClose(socket: TunnelSocket, body: GracefulClose): void;
   /** Called once on failure, after the response (if any) was written. */
-  onRefused(socket: NetSocket, status: number | null, error: TunnelError): void;
+  onRefused(socket: TunnelSocket, status: number | null, error: TunnelError): void;
   /** Called once when the handshake phase ends, either way (releases pending-handshake slots). */
-  onSettled(socket: NetSocket): void;
+  onSettled(socket: TunnelSocket): void;
 }
 
 /** Identities of a TLS client certificate: its CN and DNS names. */
-export function certificateIdentities(socket: NetSocket): string[] {
+export function certificateIdentities(socket: TunnelSocket): string[] {
   const cert = socket.getPeerCertificate?.() as { subject?: { CN?: string }; subjectaltname?: string } | undefined;
   if (!cert || !socket.authorized) return [];
   const ids: string[] = [];
@@ -123,15 +123,23 @@ export class PendingHandshake extends HandshakeCore<ServerFlag> {
   /** TLS: the TLS handshake has not completed (and verified, under TUNNEL_TLS_CLIENT_CA) yet. */
   private tlsPending: boolean;
 
+  /**
+   * `opts` for a WebSocket connection (server/agent-listeners.ts): the time left of the deadline that started at TCP
+   * accept, and `tlsDone` (its TLS, if any, finished before the upgrade: the client certificate is checked now).
+   */
   constructor(
-    private readonly socket: NetSocket,
+    private readonly socket: TunnelSocket,
     private readonly ctx: HandshakeContext,
+    opts: { timeoutMs?: number; tlsDone?: boolean } = {},
   ) {
-    const flags: ServerFlag[] = ctx.config.mosnAgents ? [HandshakeFlag.INIT_INFO, HandshakeFlag.GRACEFUL_CLOSE] : [HandshakeFlag.INIT_INFO];
+    // MOSN agents (raw connections, GracefulClose) speak plain TCP or TLS only, never over a WebSocket.
+    const mosn = ctx.config.mosnAgents && socket.transport !== "websocket";
+    const flags: ServerFlag[] = mosn ? [HandshakeFlag.INIT_INFO, HandshakeFlag.GRACEFUL_CLOSE] : [HandshakeFlag.INIT_INFO];
     super(flags, ctx.config.handshakeMaxBytes);
-    this.tlsPending = ctx.config.tls;
+    this.tlsPending = ctx.config.tls && opts.tlsDone !== true;
     // Started at TCP accept (TLS listeners fire open before the TLS handshake): one deadline for TLS + InitInfo.
-    this.arm(ctx.config.handshakeTimeoutMs);
+    this.arm(opts.timeoutMs ?? ctx.config.handshakeTimeoutMs);
+    if (opts.tlsDone === true) queueMicrotask(() => this.onHandshake(true, null));
   }
 
   /** TLS listener: the TLS handshake finished. Under TUNNEL_TLS_CLIENT_CA the client certificate must verify. */
@@ -160,9 +168,11 @@ export class PendingHandshake extends HandshakeCore<ServerFlag> {
   protected received(message: FrameOf<ServerFlag>, rest: Uint8Array): void {
     if (message.flag === HandshakeFlag.GRACEFUL_CLOSE) return this.ctx.onGracefulClose(this.socket, message.body);
     const info = message.body;
-    const d = decideStatus(info, { ...this.ctx, mosnAgents: this.ctx.config.mosnAgents }, {
+    const mosnAgents = this.ctx.config.mosnAgents && this.socket.transport !== "websocket";
+    const d = decideStatus(info, { ...this.ctx, mosnAgents }, {
       identities: () => certificateIdentities(this.socket),
       binding: () => channelBinding(this.socket, this.ctx.config.tls),
+      // (a WebSocket connection's binding is `websocket` whatever its TLS: channelBinding)
     });
     if ("error" in d) return this.respondRefusal(d.status, d.error, AUTH_FAILURE_STATUSES.has(d.status));
     if (d.hello === null) return this.ctx.onRawAccepted(this.socket, { info, cluster: d.cluster, rest });

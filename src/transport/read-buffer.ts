@@ -23,3 +23,10 @@ export function releaseChunk(chunk: Uint8Array): void {
   if (buf.byteLength !== chunk.byteLength || buf.detached) return;
   buf.transfer(0);
 }
+
+/**
+ * Count of views of received chunks kept past the `data` event that delivered them (mux/inbound-queue.ts counts each
+ * one it keeps), ever. Whoever decodes a chunk compares it before and after: unchanged means nothing holds a view of
+ * that chunk, so its memory can be released at once (a Session for a TCP read, a WsSocket for the read it unframed).
+ */
+export const chunkViews = { kept: 0 };

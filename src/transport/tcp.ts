@@ -157,6 +157,24 @@ export function connect(opts: ConnectOptions): Promise<NetSocket> {
 }
 
 /**
+ * Starts TLS on a connected plain socket (after an HTTP CONNECT through a proxy), with {@link connect}'s checks and
+ * outcomes: resolves with the TLS socket once the server was accepted; the raw socket's events are ignored from now.
+ */
+export function startTls(raw: NetSocket, opts: ConnectOptions & { tls: DialTls }): Promise<NetSocket> {
+  return new Promise<NetSocket>((resolve, reject) => {
+    const { verifyServer, ...tls } = opts.tls;
+    const dial = new Dial(opts, resolve, reject, verifyServer ?? null);
+    if (raw.data) raw.data.owner = null; // the ciphertext still reaches the raw socket's handlers (bun-platform.md §1.8)
+    try {
+      const [, secure] = raw.upgradeTLS<SocketSlot>({ tls: { ...tls, serverName: tls.serverName ?? opts.host }, socket: tlsClientHandlers, data: dial.slot });
+      dial.connected(secure);
+    } catch (e) {
+      dial.failed(e);
+    }
+  });
+}
+
+/**
  * The codes of certificate-path and name checks (X509_V_ERR_* as Node and Bun name them, and the name mismatch):
  * errors of checks a `verifyServer` replaces, not of the TLS handshake itself (test/security/bun-tls-facts.test.ts).
  */

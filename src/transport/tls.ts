@@ -129,10 +129,12 @@ const EXPORTER_LABEL = "EXPORTER-Channel-Binding";
 /**
  * The channel binding of a connection, for credentials bound to it (SPEC.md §1.7): `tls-exporter:<64 hex>` (32 bytes
  * of RFC 9266's keying-material exporter, the same on both ends of one TLS connection and different on every other)
- * once the TLS handshake is done, `plaintext` for a plain TCP socket. Never throws: a TLS socket that cannot export
+ * once the TLS handshake is done, `plaintext` for a plain TCP socket, `websocket` for any WebSocket connection (a
+ * reverse proxy may terminate its TLS, so no exporter is shared end to end). Never throws: a TLS socket that cannot export
  * yields `tls-exporter:unavailable`, which matches nothing an honest peer signs.
  */
-export function channelBinding(socket: { exportKeyingMaterial?(length: number, label: string, context: Buffer): Buffer }, tls: boolean): string {
+export function channelBinding(socket: { exportKeyingMaterial?(length: number, label: string, context: Buffer): Buffer; transport?: string }, tls: boolean): string {
+  if (socket.transport === "websocket") return "websocket";
   if (!tls) return "plaintext";
   try {
     const ekm = socket.exportKeyingMaterial?.(32, EXPORTER_LABEL, Buffer.alloc(0));

@@ -54,6 +54,21 @@ function expectHardenedPod(deployment: Doc, mode: Mode): Doc {
 }
 
 describe("kubernetes", () => {
+  test("websocket-ingress: an Ingress for the server's WebSocket path to a Service on the pods' ws port", () => {
+    const docs = manifests("websocket-ingress.yaml");
+    expect(docs.map((d) => d.kind).sort()).toEqual(["Ingress", "Service"]);
+    const server = one(manifests("server.yaml"), "Deployment").spec.template.spec.containers[0];
+    const env = envOf(server);
+    const wsPort = (server.ports as { name: string; containerPort: number }[]).find((p) => p.name === "ws")?.containerPort;
+    expect(env.TUNNEL_WS_LISTEN).toBe(`0.0.0.0:${wsPort}`);
+    expect(env.TUNNEL_WS_TLS).toBe("off");
+    const svc = one(docs, "Service");
+    expect(svc.spec.ports[0].targetPort).toBe("ws");
+    expect(svc.spec.selector).toEqual(one(manifests("server.yaml"), "Deployment").spec.template.metadata.labels);
+    const path = one(docs, "Ingress").spec.rules[0].http.paths[0];
+    expect(path).toMatchObject({ path: "/backchannel", pathType: "Exact", backend: { service: { name: svc.metadata.name, port: { name: "ws" } } } });
+  });
+
   test("server: Deployment, headless Service for discovery, Service for routes, Secret, valid config", () => {
     const docs = manifests("server.yaml");
     expect(docs.map((d) => d.kind).sort()).toEqual(["Deployment", "Namespace", "PodDisruptionBudget", "Secret", "Service", "Service"]);
