@@ -9,10 +9,14 @@
  * window took to go round, `cycle = elapsed × window / bytes`. The window is the only thing in flight, so
  * `queueing = cycle − minRtt` is the delay our own window adds (or, with a slow local socket, its slowness). With
  * `slack` = minRtt/32 + 2 ms (measurement noise, credit batching, event-loop hand-offs):
- * - queueing below slack: the window is what limits the stream, so it grows (only if the reservation against the
+ * - queueing below slack (below 2 slacks until the first overshoot): the window is what limits the stream, so it
+ *   grows (only if the reservation against the
  *   inbound budgets succeeds, up to the maximum): it doubles until it first overshoots, then, the path's rate being
- *   known, by one slack's worth of bytes (rate × slack) at a time, so probing never floods the bottleneck again;
- * - above 3 × slack: the window is larger than the path needs: rate × (minRtt + 2 × slack), at least the base;
+ *   known, by an eighth (or one slack's worth of bytes, rate × slack, if more) at a time, so probing never floods
+ *   the bottleneck again;
+ * - above 3 × slack: the window is larger than the path needs: rate × (minRtt + 2 × slack), at least the base, and
+ *   by at most an eighth per epoch (one slow epoch, a pause of either end, does not cut a window far below the
+ *   path's bandwidth-delay product: measured, such a cut cost a 100 ms stream 10–40% of its rate for seconds);
  * - in between: unchanged. The window settles about 2 slacks above the round trip (10 ms at 100 ms RTT).
  * Only epochs at the current window are measured: none while credit is withheld, and none right after a change.
  * A smaller window is reached by returning less credit (never by revoking any: the peer may rely on what it has),
@@ -41,18 +45,39 @@ export interface WindowHost {
   now(): number;
   /** Whether `bytes` more may be reserved against the per-connection and per-process budgets. */
   mayReserve(bytes: number): boolean;
+  /**
+   * A window at its base found the round trip well above the smallest recent one: the path may have changed (a
+   * longer route), and a stale small round trip would keep every window at its base. Optional.
+   */
+  rttSuspect?(): void;
 }
+
+/** At most one round-trip re-measurement per session this often (ms). */
+const RTT_RECHECK_MS = 1_000;
 
 /** A session's WindowHost: its inbound tally, round trip, maximum window and clock. */
 export class WindowContext implements WindowHost {
   /** PONG round trips (the windows use the smallest recent one). */
   readonly roundTrip = new RoundTrip();
 
+  private lastRecheck = -Infinity;
+
   constructor(
     readonly inbound: InboundTally,
     readonly windowMaxBytes: number,
     readonly now: () => number,
+    /** Sends a PING now (the session's). */
+    private readonly sendPing: () => void = () => {},
   ) {}
+
+  /** Re-measures the round trip (at most once per RTT_RECHECK_MS): forgets the recent samples and PINGs. */
+  rttSuspect(): void {
+    const now = this.now();
+    if (now - this.lastRecheck < RTT_RECHECK_MS) return;
+    this.lastRecheck = now;
+    this.roundTrip.restart();
+    this.sendPing();
+  }
 
   get rttMinMs(): number {
     return this.roundTrip.minMs;
@@ -183,14 +208,20 @@ export class ReceiveWindow {
     const rate = bytes / elapsed;
     const doubled = this.doubled;
     this.doubled = false;
-    if (queueing < slack) {
+    // While probing (no overshoot seen yet) up to 2 slacks count as "not limited": a window well below the path's
+    // bandwidth-delay product still shows a few ms of its own (credit batches at the path's rate, hand-offs), and
+    // without this margin a window could stay at the base for good (measured: 2 MiB at 100 and 200 ms round trips).
+    if (queueing < (this.probing ? 2 * slack : slack)) {
       this.doubled = this.probing;
-      this.grow(this.probing ? this.size * 2 : this.size + Math.max(this.threshold, rate * slack));
+      this.grow(this.probing ? this.size * 2 : this.size + Math.max(this.threshold, rate * slack, this.size / 8));
       return;
     }
     // A doubling that no longer limits the stream found the path's rate: from now on, grow by a slack's worth.
     if (doubled) this.probing = false;
-    if (queueing > 3 * slack) this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack))));
+    // Already at the base, busy (not an app-limited trickle, whose epochs take many round trips) and still far
+    // above the round trip: a slow local socket, or a round trip that grew (a re-measurement sorts them out).
+    if (queueing > 3 * slack && queueing < 10 * rtt && this.size === this.base) this.host.rttSuspect?.();
+    if (queueing > 3 * slack) this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack)), Math.round((this.size * 7) / 8)));
   }
 
   private grow(to: number): void {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { InboundTally } from "../../src/mux/inbound-queue.ts";
-import { CREDIT_BATCH_MAX_BYTES, ReceiveWindow, type WindowHost } from "../../src/mux/receive-window.ts";
+import { CREDIT_BATCH_MAX_BYTES, ReceiveWindow, WindowContext, type WindowHost } from "../../src/mux/receive-window.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -13,7 +13,10 @@ const MiB = 1024 * KiB;
 /** A WindowHost whose clock, round trip and budget the test sets. */
 function host(over: { rtt?: number; max?: number; budget?: number } = {}) {
   const inbound = new InboundTally(null, over.budget ?? Infinity, Infinity);
-  const h = { inbound, rttMinMs: over.rtt ?? 100, windowMaxBytes: over.max ?? 16 * MiB, t: 0, now: () => h.t, mayReserve: (n: number) => inbound.fits(n) };
+  const h = {
+    inbound, rttMinMs: over.rtt ?? 100, windowMaxBytes: over.max ?? 16 * MiB, t: 0, now: () => h.t, mayReserve: (n: number) => inbound.fits(n),
+    suspects: 0, rttSuspect: () => void h.suspects++,
+  };
   return h satisfies WindowHost & { t: number };
 }
 
@@ -21,7 +24,7 @@ function host(over: { rtt?: number; max?: number; budget?: number } = {}) {
  * The peer sends whatever credit it has, the local socket takes it at once, in 64 KiB writes; the model's clock
  * advances by each write's share of the path's time. Returns the windows seen after each round of `size` bytes.
  */
-function run(h: ReturnType<typeof host>, w: ReceiveWindow, path: { rate: number; rtt: number }, rounds: number): number[] {
+function run(h: ReturnType<typeof host>, w: ReceiveWindow, path: { rate: number; rtt: number; extra?: number }, rounds: number): number[] {
   const seen: number[] = [];
   let peerCredit = w.credit;
   for (let r = 0; r < rounds; r++) {
@@ -31,7 +34,7 @@ function run(h: ReturnType<typeof host>, w: ReceiveWindow, path: { rate: number;
       if (n === 0) throw new Error("the peer ran out of credit: the window stalled");
       expect(w.take(n)).toBe(true);
       peerCredit -= n;
-      h.t += n / Math.min(path.rate, w.size / path.rtt);
+      h.t += n / Math.min(path.rate, w.size / path.rtt) + ((path.extra ?? 0) * n) / w.size;
       const inc = w.written(n, 0);
       peerCredit += inc;
       expect(peerCredit).toBe(w.credit); // what the peer holds is exactly what we granted and it did not use
@@ -58,6 +61,60 @@ describe("adaptive receive window", () => {
     }
     expect(w.reserved).toBe(w.size - 2 * MiB); // the growth is reserved, nothing more
     expect(h.inbound.bytes).toBe(w.reserved);
+  });
+
+  test("a window far below the path's BDP grows even when each round trip carries a few ms of its own", () => {
+    // 7 ms per window on top of the round trip (credit batches at the path's rate, hand-offs): more than one slack
+    // (100/32 + 2 ms) but far less than the queue a window above the BDP would build.
+    const h = host({ rtt: 100 });
+    const w = new ReceiveWindow(h, 2 * MiB);
+    w.open(2 * MiB);
+    const rate = 37.5 * 1000;
+    const sizes = run(h, w, { rate, rtt: 100, extra: 7 }, 20);
+    expect(sizes.at(-1)).toBeGreaterThanOrEqual(rate * 100);
+  });
+
+  test("a path whose round trip grew (the PING minimum is stale) asks for a re-measurement, then grows", () => {
+    const h = host({ rtt: 50 }); // the last PINGs saw 50 ms; the path now takes 100
+    const w = new ReceiveWindow(h, 2 * MiB);
+    w.open(2 * MiB);
+    const rate = 37.5 * 1000;
+    const stuck = run(h, w, { rate, rtt: 100 }, 6);
+    expect(stuck.every((s) => s === 2 * MiB)).toBe(true);
+    expect(h.suspects).toBeGreaterThan(0);
+    h.rttMinMs = 100; // the re-measurement's PONG
+    expect(run(h, w, { rate, rtt: 100 }, 20).at(-1)).toBeGreaterThanOrEqual(rate * 100);
+  });
+
+  test("WindowContext: a suspect round trip is re-measured at most once a second (samples forgotten, one PING)", () => {
+    let t = 0;
+    let pings = 0;
+    const ctx = new WindowContext(new InboundTally(null, Infinity, Infinity), 16 * MiB, () => t, () => void pings++);
+    ctx.roundTrip.note(50);
+    ctx.rttSuspect();
+    expect([pings, ctx.rttMinMs]).toEqual([1, -1]);
+    ctx.roundTrip.note(100);
+    t = 999;
+    ctx.rttSuspect();
+    expect([pings, ctx.rttMinMs]).toEqual([1, 100]);
+    t = 1000;
+    ctx.rttSuspect();
+    expect(pings).toBe(2);
+  });
+
+  test("one slow epoch (a pause of either end) cuts a settled window by at most an eighth, and it recovers", () => {
+    const h = host({ rtt: 100 });
+    const w = new ReceiveWindow(h, 2 * MiB);
+    w.open(2 * MiB);
+    const rate = 37.5 * 1000;
+    const path = { rate, rtt: 100 };
+    run(h, w, path, 40);
+    const settled = w.size;
+    h.t += 45; // the next epoch takes 45 ms longer than the path needs
+    const after = run(h, w, path, 2);
+    for (const s of after) expect(s).toBeGreaterThanOrEqual(Math.floor((settled * 7) / 8));
+    const recovered = run(h, w, path, 12);
+    expect(recovered.at(-1)).toBeGreaterThanOrEqual(rate * 100);
   });
 
   test("stops at TUNNEL_STREAM_WINDOW_MAX_BYTES and at the budget", () => {
