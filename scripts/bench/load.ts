@@ -22,53 +22,61 @@ export interface Throughput {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
+ * One visitor that writes 256 KiB blocks as fast as the socket takes them until the time `until()` returns (ms,
+ * performance.now), then half-closes, and resolves with the sink's JSON report (its shape is the caller's `R`).
+ * Shared by the loopback and the WAN load generators.
+ */
+export function uploadOne<R>(port: number, until: () => number): Promise<R> {
+  return new Promise<R>((resolve, reject) => {
+    let off = 0;
+    let stopped = false;
+    let reply = "";
+    const pump = (s: Socket<undefined>) => {
+      while (!stopped) {
+        if (performance.now() >= until()) {
+          stopped = true;
+          s.shutdown();
+          return;
+        }
+        const n = s.write(BLOCK, off, BLOCK.length - off);
+        if (n < 0) return;
+        off += n;
+        if (off === BLOCK.length) off = 0;
+        else return;
+      }
+    };
+    Bun.connect({
+      hostname: HOST,
+      port,
+      allowHalfOpen: true,
+      socket: {
+        open: pump,
+        drain: pump,
+        data(_s, chunk) {
+          reply += Buffer.from(chunk).toString("latin1");
+        },
+        close(_s, err) {
+          try {
+            resolve(JSON.parse(reply) as R);
+          } catch {
+            reject(new Error(`upload: no report from the sink (${err ? String(err) : "closed"})`));
+          }
+        },
+        connectError(_s, err) {
+          reject(err);
+        },
+      },
+    }).catch(reject);
+  });
+}
+
+/**
  * Upload: `streams` visitors each write as fast as the socket takes for `ms`, then half-close; the sink answers
  * with its byte count and first/last byte times. Throughput = all bytes / (last byte − first byte) at the sink.
  */
 export async function upload(port: number, streams: number, ms: number): Promise<Throughput> {
   const stopAt = performance.now() + ms;
-  const one = () =>
-    new Promise<{ bytes: number; firstMs: number; lastMs: number }>((resolve, reject) => {
-      let off = 0;
-      let stopped = false;
-      let reply = "";
-      const pump = (s: Socket<undefined>) => {
-        while (!stopped) {
-          if (performance.now() >= stopAt) {
-            stopped = true;
-            s.shutdown();
-            return;
-          }
-          const n = s.write(BLOCK, off, BLOCK.length - off);
-          if (n < 0) return;
-          off += n;
-          if (off === BLOCK.length) off = 0;
-          else return;
-        }
-      };
-      Bun.connect({
-        hostname: HOST,
-        port,
-        allowHalfOpen: true,
-        socket: {
-          open: pump,
-          drain: pump,
-          data(_s, chunk) {
-            reply += Buffer.from(chunk).toString("latin1");
-          },
-          close(_s, err) {
-            try {
-              resolve(JSON.parse(reply));
-            } catch {
-              reject(new Error(`upload: no report from the sink (${err ? String(err) : "closed"})`));
-            }
-          },
-          connectError(_s, err) {
-            reject(err);
-          },
-        },
-      }).catch(reject);
-    });
+  const one = () => uploadOne<{ bytes: number; firstMs: number; lastMs: number }>(port, () => stopAt);
   const reports = await Promise.all(Array.from({ length: streams }, one));
   let bytes = 0;
   let first = Infinity;

@@ -6,6 +6,7 @@
  * asserted here.
  */
 import type { Socket } from "bun";
+import { uploadOne as uploadSink } from "./load.ts";
 
 const HOST = "127.0.0.1";
 const BLOCK = new Uint8Array(256 * 1024);
@@ -25,47 +26,7 @@ interface SinkReport {
 
 /** One visitor that writes 256 KiB blocks as fast as the socket takes them until `until`, then half-closes. */
 function uploadOne(port: number, until: () => number): Promise<SinkReport> {
-  return new Promise<SinkReport>((resolve, reject) => {
-    let off = 0;
-    let stopped = false;
-    let reply = "";
-    const pump = (s: Socket<undefined>) => {
-      while (!stopped) {
-        if (performance.now() >= until()) {
-          stopped = true;
-          s.shutdown();
-          return;
-        }
-        const n = s.write(BLOCK, off, BLOCK.length - off);
-        if (n < 0) return;
-        off += n;
-        if (off === BLOCK.length) off = 0;
-        else return;
-      }
-    };
-    Bun.connect({
-      hostname: HOST,
-      port,
-      allowHalfOpen: true,
-      socket: {
-        open: pump,
-        drain: pump,
-        data(_s, chunk) {
-          reply += Buffer.from(chunk).toString("latin1");
-        },
-        close(_s, err) {
-          try {
-            resolve(JSON.parse(reply) as SinkReport);
-          } catch {
-            reject(new Error(`upload: no report from the sink (${err ? String(err) : "closed"})`));
-          }
-        },
-        connectError(_s, err) {
-          reject(err);
-        },
-      },
-    }).catch(reject);
-  });
+  return uploadSink<SinkReport>(port, until);
 }
 
 /**
