@@ -30,6 +30,8 @@ import { RoundTrip } from "./round-trip.ts";
 
 /** Largest credit batch (see the file header). */
 export const CREDIT_BATCH_MAX_BYTES = 128 * 1024;
+/** A doubling that raised the rate by less than this factor brought no gain. */
+const NO_GAIN = 1.1;
 /** Fixed part of the tolerated queueing delay, ms. */
 const SLACK_MS = 2;
 
@@ -114,6 +116,8 @@ export class ReceiveWindow {
   private probing = true;
   /** The last change was a doubling (so queueing now means an overshoot). */
   private doubled = false;
+  /** The rate (bytes/ms) of the epoch that led to the last growth. */
+  private rateBefore = 0;
   /** Tuning is on (set when the stream is acknowledged). */
   private tuning = false;
 
@@ -208,20 +212,40 @@ export class ReceiveWindow {
     const rate = bytes / elapsed;
     const doubled = this.doubled;
     this.doubled = false;
+    if (doubled && rate < this.rateBefore * NO_GAIN) return this.undoDoubling();
     // While probing (no overshoot seen yet) up to 2 slacks count as "not limited": a window well below the path's
     // bandwidth-delay product still shows a few ms of its own (credit batches at the path's rate, hand-offs), and
     // without this margin a window could stay at the base for good (measured: 2 MiB at 100 and 200 ms round trips).
     if (queueing < (this.probing ? 2 * slack : slack)) {
       this.doubled = this.probing;
+      this.rateBefore = rate;
       this.grow(this.probing ? this.size * 2 : this.size + Math.max(this.threshold, rate * slack, this.size / 8));
       return;
     }
-    // A doubling that no longer limits the stream found the path's rate: from now on, grow by a slack's worth.
-    if (doubled) this.probing = false;
+    if (doubled) return this.overshot(rate, rtt, slack, queueing);
     // Already at the base, busy (not an app-limited trickle, whose epochs take many round trips) and still far
     // above the round trip: a slow local socket, or a round trip that grew (a re-measurement sorts them out).
     if (queueing > 3 * slack && queueing < 10 * rtt && this.size === this.base) this.host.rttSuspect?.();
     if (queueing > 3 * slack) this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack)), Math.round((this.size * 7) / 8)));
+  }
+
+  /**
+   * A doubling that did not speed the stream up is undone, and probing ends: the local socket (or the CPU), not
+   * the window, sets the pace, and a larger window would only hold more bytes (on loopback, megabytes a stream).
+   */
+  private undoDoubling(): void {
+    this.probing = false;
+    this.resize(Math.max(this.base, Math.round(this.size / 2)));
+  }
+
+  /**
+   * The epoch after a doubling showed queueing: probing ends (from now on growth is by eighths), and a doubling
+   * that overshot the path is cut at once to the rate it measured × (RTT + 2 slacks), without the one-eighth limit
+   * (the rate of a saturated epoch is the path's; a slow descent would keep a full bottleneck queue for seconds).
+   */
+  private overshot(rate: number, rtt: number, slack: number, queueing: number): void {
+    this.probing = false;
+    if (queueing > 3 * slack) this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack))));
   }
 
   private grow(to: number): void {

@@ -102,6 +102,32 @@ describe("adaptive receive window", () => {
     expect(pings).toBe(2);
   });
 
+  test("a doubling that overshoots the path is cut back at once to about the BDP (no slow descent through a full queue)", () => {
+    const h = host({ rtt: 100 });
+    const w = new ReceiveWindow(h, 2 * MiB);
+    w.open(2 * MiB);
+    const rate = 25 * 1000; // 200 Mbit/s: BDP 2.5 MB, so the doubling to 4 MiB overshoots by 68 ms of queue
+    const path = { rate, rtt: 100 };
+    let rounds = 0;
+    while (w.size <= 2 * MiB && rounds++ < 10) run(h, w, path, 1);
+    expect(w.size).toBe(4 * MiB);
+    const next = run(h, w, path, 3);
+    const slack = 100 / 32 + 2;
+    expect(next.at(-1)).toBeLessThanOrEqual(rate * (100 + 3 * slack));
+    expect(next.at(-1)).toBeGreaterThanOrEqual(rate * 100);
+  });
+
+  test("a doubling that does not speed the stream up (the local socket sets the pace) is undone", () => {
+    const h = host({ rtt: 0.2 });
+    const w = new ReceiveWindow(h, 2 * MiB);
+    w.open(2 * MiB);
+    const sizes = run(h, w, { rate: 1_000_000, rtt: 0.2 }, 8); // 1 GB/s whatever the window
+    const doubledAt = sizes.indexOf(4 * MiB);
+    expect(doubledAt).toBeGreaterThanOrEqual(0);
+    expect(sizes.slice(doubledAt + 1)).toContain(2 * MiB);
+    expect(sizes.includes(8 * MiB)).toBe(false);
+  });
+
   test("one slow epoch (a pause of either end) cuts a settled window by at most an eighth, and it recovers", () => {
     const h = host({ rtt: 100 });
     const w = new ReceiveWindow(h, 2 * MiB);
