@@ -36,7 +36,7 @@ export interface ScaleServer {
   spec: ServerSpec;
   role: RoleProcess;
   pid: number;
-  /** Epoch ms of its "server listening" line. */
+  /** Epoch ms at which its admin endpoint first answered (it listens by then). */
   listeningAt: number;
   adminUrl: string;
 }
@@ -90,23 +90,32 @@ function serverEnv(s: ServerSpec): Record<string, string> {
   };
 }
 
-/** Starts a server; resolves once it logged "server listening" (rejects if it exits first or after `timeoutMs`). */
+/**
+ * Starts a server; resolves once its admin endpoint answers /healthz (it starts after the agent listener and the
+ * routes are bound; the "server listening" line is info, below the servers' log level). Rejects if the process
+ * exits first or after `timeoutMs`, with its last log lines.
+ */
 export async function startServer(kids: Children, spec: ServerSpec, timeoutMs = 20_000): Promise<ScaleServer> {
   const role = spawnRole(spec.command, serverEnv(spec), { keepLines: 200 });
   kids.addRole(role);
-  try {
-    await role.waitForLog((l) => l.msg === "server listening", timeoutMs);
-  } catch (e) {
-    role.proc.kill("SIGKILL");
-    kids.deleteRole(role);
-    throw e;
+  const adminUrl = `http://${spec.host}:${spec.adminPort}`;
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(`${adminUrl}/healthz`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.ok, () => false);
+    if (ok) return { spec, role, pid: role.proc.pid, listeningAt: nowMs(), adminUrl };
+    if (role.proc.exitCode !== null || performance.now() > deadline) {
+      role.proc.kill("SIGKILL");
+      kids.deleteRole(role);
+      const last = role.lines.slice(-3).map((l) => `${l.msg ?? ""} ${String(l.error ?? l.reason ?? "")}`.trim());
+      throw new Error(`server on ${spec.host}:${spec.agentPort} did not start (${role.proc.exitCode === null ? "timeout" : `exit ${role.proc.exitCode}`}): ${last.join("; ")}`);
+    }
+    await Bun.sleep(20);
   }
-  return { spec, role, pid: role.proc.pid, listeningAt: nowMs(), adminUrl: `http://${spec.host}:${spec.adminPort}` };
 }
 
 /**
  * Starts a server on ports another process may still hold (a restart): tries again every 20 ms while the new
- * process exits before listening (its ports are taken), until `timeoutMs`.
+ * process exits before answering (its ports are taken), until `timeoutMs`.
  */
 export async function startServerRetrying(kids: Children, spec: ServerSpec, timeoutMs: number): Promise<{ server: ScaleServer; attempts: number }> {
   const deadline = performance.now() + timeoutMs;
