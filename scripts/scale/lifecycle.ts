@@ -4,7 +4,7 @@
  *   registered, and the refusals each connection met on the way (SERVER_BUSY, closes before a response, dial
  *   errors, timeouts), plus the kernel's listen-queue overflows meanwhile;
  * - steady: with all connected and settled, the server's RSS and descriptors, /api/status, /metrics and /healthz
- *   latency and size, and visitors (4 KiB echoed each, verified) through the route;
+ *   latency and size, visitors (4 KiB echoed each, verified) through the route, and the RSS after those;
  * - teardown: every connection drops at once (the swarm processes are SIGKILLed); the server's CPU seconds until
  *   its descriptors are back to the idle count, and /healthz latency meanwhile (asked back to back).
  */
@@ -35,7 +35,9 @@ export interface StormResult {
 /** The steady state's figures. */
 export interface SteadyResult {
   registered: number;
+  /** Settled, before the admin requests; and after them and the visitors. */
   rssMiB: number;
+  rssAfterAdminMiB: number;
   idleRssMiB: number;
   fds: number;
   status: { medianMs: number; maxMs: number; bytes: number };
@@ -103,6 +105,8 @@ export async function runLifecycle(kit: Kit, transport: "plaintext" | "tls"): Pr
   let steady: SteadyResult | null = null;
   if (o.scenarios.has("steady")) {
     await Bun.sleep(o.quick ? 1_000 : 3_000);
+    // RSS before the admin requests: rendering /metrics and /api/status at this size allocates megabytes.
+    const rssMiB = rssKiB(server.pid) / 1024;
     const status = await timedGets(`${server.adminUrl}/api/status`, 3);
     const metrics = await timedGets(`${server.adminUrl}/metrics`, 3);
     const metricsText = await fetch(`${server.adminUrl}/metrics`).then((r) => r.text()).catch(() => "");
@@ -110,7 +114,8 @@ export async function runLifecycle(kit: Kit, transport: "plaintext" | "tls"): Pr
     const v = await visitors("127.0.0.1", spec.routePort, o.visitors, { bytes: 4096, concurrency: 16, seed: o.seed });
     steady = {
       registered: (await fleet.report()).registered,
-      rssMiB: rssKiB(server.pid) / 1024,
+      rssMiB,
+      rssAfterAdminMiB: rssKiB(server.pid) / 1024,
       idleRssMiB,
       fds: openFds(server.pid) ?? 0,
       status,

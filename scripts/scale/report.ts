@@ -50,6 +50,7 @@ function printLifecycles(kit: Kit, ls: LifecycleResult[]): void {
     kit.out(table(head, [
       ["connections registered", ...c((x) => n(x.registered))],
       ["server RSS (idle before the swarm)", ...c((x) => `${fmt(x.rssMiB)} MiB (${fmt(x.idleRssMiB)})`)],
+      ["server RSS after the admin requests and visitors", ...c((x) => `${fmt(x.rssAfterAdminMiB)} MiB`)],
       ["server descriptors", ...c((x) => n(x.fds))],
       ["/api/status: median (max) of 3, size", ...c((x) => `${fmt(x.status.medianMs)} (${fmt(x.status.maxMs)}) ms, ${kb(x.status.bytes)}`)],
       ["/metrics: median (max) of 3, size, lines", ...c((x) => `${fmt(x.metrics.medianMs)} (${fmt(x.metrics.maxMs)}) ms, ${kb(x.metrics.bytes)}, ${n(x.metrics.lines)}`)],
