@@ -5,7 +5,8 @@
  * `TUNNEL_SERVER_DISCOVERY=dns:NAME:PORT` with `TUNNEL_DNS_SERVERS` does (each swarm process resolves the name
  * through the responder) and keep one connection to every server. Then:
  *   1. visitors on every server's route: all must be routed and echoed;
- *   2. one server is SIGKILLed: visitors on the other four must all still be routed;
+ *   2. once every connection has been up 10 s, one server is SIGKILLed: visitors on the other four must all still
+ *      be routed;
  *   3. it is started again on the same addresses: the time until its connections are all back, then visitors on
  *      all five again.
  */
@@ -13,6 +14,7 @@ import { startDnsResponder } from "../../test/support/dns-responder.ts";
 import { freePortOn, serverSpec, startServer, stopServer, type ScaleServer, type ServerSpec } from "./servers.ts";
 import { serverCommand, startFleet, type Kit } from "./kit.ts";
 import { addVisits, noVisits, visitors, type VisitTally } from "./probes.ts";
+import { HEALTHY_MS, nowMs } from "./swarm.ts";
 
 /** The multi-server run's figures. */
 export interface MultiResult {
@@ -73,6 +75,8 @@ export async function runMulti(kit: Kit): Promise<MultiResult> {
     await fleet.mark();
     if (!up.ok) kit.notes.push(`multi: ${up.report.registered}/${total} connections registered (${fleet.servers.length} servers resolved)`);
     const before = await visitAll(kit, servers, perServer, 1);
+    // As in a fleet that has run a while: every connection up HEALTHY_MS before the kill (redials from the base).
+    await Bun.sleep(Math.max(0, (firstLast ?? 0) + HEALTHY_MS + 500 - nowMs()));
 
     const victim = 2;
     kit.progress(`multi: SIGKILL the server on ${MULTI_HOSTS[victim]}`);

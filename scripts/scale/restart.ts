@@ -1,5 +1,6 @@
 /**
- * Restart: a server with every swarm connection registered gets SIGTERM and a new server process is started on the
+ * Restart: a server with every swarm connection registered (and up 10 s, so that, as in a fleet that has run a
+ * while, a lost connection redials from the base backoff) gets SIGTERM and a new server process is started on the
  * same ports at once (tried again every 20 ms while the old one still holds them; with SO_REUSEPORT the first try
  * binds). Measured: when the new process listens and the old one exits, the time from the SIGTERM until 99% (and
  * all) of the connections registered again, the refusals met, and visitors sent through the route all along
@@ -8,7 +9,7 @@
 import { serverCommand, startFleet, type Kit } from "./kit.ts";
 import { VisitorLoad, type VisitTally } from "./probes.ts";
 import { lastProblems, serverSpec, startServer, startServerRetrying, stopServer } from "./servers.ts";
-import { nowMs } from "./swarm.ts";
+import { HEALTHY_MS, nowMs } from "./swarm.ts";
 
 /** The restart's figures (ms from the SIGTERM). */
 export interface RestartResult {
@@ -36,6 +37,9 @@ export async function runRestart(kit: Kit, transport: "plaintext" | "tls"): Prom
   const fleet = await startFleet(kit, [old], o.connections, { prefix: `restart-${transport}` });
   const up = await fleet.waitFor((r) => r.registered >= r.slots, o.timeoutSeconds * 1000);
   if (!up.ok) kit.notes.push(`restart (${transport}): only ${up.report.registered}/${up.report.slots} registered before the SIGTERM`);
+  // A fleet that has run a while: every connection up HEALTHY_MS, so a lost one redials from the base backoff.
+  const lastUp = (await fleet.report(true)).registrations.at(-1) ?? nowMs();
+  await Bun.sleep(Math.max(0, lastUp + HEALTHY_MS + 500 - nowMs()));
   const load = new VisitorLoad("127.0.0.1", spec.routePort, { bytes: 1024, concurrency: 4, seed: o.seed + 7, gapMs: 10 });
   await Bun.sleep(500);
   await fleet.mark();

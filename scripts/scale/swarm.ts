@@ -67,7 +67,8 @@ export interface SwarmReport extends Refusals {
   errors: string[];
 }
 
-const HEALTHY_MS = 10_000;
+/** A connection up this long counts as healthy: when lost, its slot redials from the base backoff (as an agent's). */
+export const HEALTHY_MS = 10_000;
 const HISTOGRAM_MAX = 10;
 
 /** Epoch milliseconds with sub-millisecond resolution (comparable across the kit's processes). */
