@@ -8,7 +8,7 @@
 import { cpuSeconds } from "../lib/proc.ts";
 import { serverCommand, startFleet, type Kit } from "./kit.ts";
 import { HealthProber } from "./probes.ts";
-import { serverSpec, startServer, stopServer } from "./servers.ts";
+import { serverSpec, startOnFreePorts, stopServer } from "./servers.ts";
 
 /** The descriptor-limit run's figures. */
 export interface FdLimitResult {
@@ -50,7 +50,7 @@ export function refusedCounter(metrics: string): { name: string; value: number }
 export async function runFdLimit(kit: Kit, limit: number): Promise<FdLimitResult> {
   const o = kit.opts;
   const spec = serverSpec(kit.kids, "127.0.0.1", false, ["prlimit", `--nofile=${limit}:${limit}`, "--", ...serverCommand(o)], o.serverEnv);
-  const server = await startServer(kit.kids, spec);
+  const server = await startOnFreePorts(kit.kids, spec);
   const dialled = Math.ceil((limit * 1.25) / o.connsPerAgent) * o.connsPerAgent;
   kit.progress(`fd limit: ${dialled} connections against a server limited to ${limit} descriptors`);
   // A keep-alive connection for the prober is open before the limit is reached.

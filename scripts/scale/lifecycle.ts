@@ -11,7 +11,7 @@
 import { cpuSeconds, openFds, rssKiB } from "../lib/proc.ts";
 import { listenOverflows, serverCommand, startFleet, type Kit } from "./kit.ts";
 import { HealthProber, timedGets, visitors, type VisitTally } from "./probes.ts";
-import { lastProblems, serverSpec, startServer, stopServer } from "./servers.ts";
+import { lastProblems, serverSpec, startOnFreePorts, stopServer } from "./servers.ts";
 import type { SwarmReport } from "./swarm.ts";
 
 /** The storm's figures. */
@@ -89,7 +89,7 @@ export function stormFigures(r: SwarmReport, startedAt: number, overflows: numbe
 export async function runLifecycle(kit: Kit, transport: "plaintext" | "tls"): Promise<LifecycleResult> {
   const o = kit.opts;
   const spec = serverSpec(kit.kids, "127.0.0.1", transport === "tls", serverCommand(o), o.serverEnv);
-  const server = await startServer(kit.kids, spec);
+  const server = await startOnFreePorts(kit.kids, spec);
   await Bun.sleep(300);
   const idleFds = openFds(server.pid) ?? 0;
   const idleRssMiB = rssKiB(server.pid) / 1024;

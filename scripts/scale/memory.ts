@@ -2,13 +2,13 @@
  * Memory: a plaintext server with `memoryConnections` swarm connections, settled, gives its idle-with-connections
  * RSS; then visitors each send `memoryStreamBytes` through the route (echoed back and verified), in rounds of one
  * visitor per connection until every connection carried at least that much (the server picks the connection, so
- * one round does not cover them all), at most 8 rounds. RSS is read at its peak, right after, and after
+ * one round does not cover them all), at most 10 rounds. RSS is read at its peak, right after, and after
  * `restSeconds` idle: memory that returns comes back near the idle-with-connections level.
  */
 import { rssKiB } from "../lib/proc.ts";
 import { serverCommand, startFleet, type Kit } from "./kit.ts";
 import { addVisits, noVisits, RssPeak, visitors, type VisitTally } from "./probes.ts";
-import { serverSpec, startServer, stopServer } from "./servers.ts";
+import { serverSpec, startOnFreePorts, stopServer } from "./servers.ts";
 
 /** The memory run's figures (MiB of VmRSS). */
 export interface MemoryResult {
@@ -41,9 +41,11 @@ async function steadyRss(pid: number): Promise<number> {
 export async function runMemory(kit: Kit): Promise<MemoryResult> {
   const o = kit.opts;
   const spec = serverSpec(kit.kids, "127.0.0.1", false, serverCommand(o), o.serverEnv);
-  const server = await startServer(kit.kids, spec);
+  const server = await startOnFreePorts(kit.kids, spec);
   kit.progress(`memory: ${o.memoryConnections} connections, ${o.memoryStreamBytes / MiB} MiB streams`);
-  const fleet = await startFleet(kit, [server], o.memoryConnections, { prefix: "memory" });
+  // One connection per agent: the server picks an agent, then one of its connections (not evenly), so with more
+  // per agent some would never carry a stream.
+  const fleet = await startFleet(kit, [server], o.memoryConnections, { prefix: "memory", connsPerAgent: 1 });
   const up = await fleet.waitFor((r) => r.registered >= r.slots, o.timeoutSeconds * 1000);
   if (!up.ok) kit.notes.push(`memory: only ${up.report.registered}/${up.report.slots} registered`);
   await Bun.sleep(2_000);
@@ -52,7 +54,7 @@ export async function runMemory(kit: Kit): Promise<MemoryResult> {
   let tally = noVisits();
   let rounds = 0;
   let carried = 0;
-  while (rounds < 8) {
+  while (rounds < 10) {
     rounds++;
     const round = await visitors("127.0.0.1", spec.routePort, up.report.slots, { bytes: o.memoryStreamBytes, concurrency: 50, seed: o.seed * 10 + rounds });
     tally = addVisits(tally, round);

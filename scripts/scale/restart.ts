@@ -1,14 +1,14 @@
 /**
  * Restart: a server with every swarm connection registered (and up 10 s, so that, as in a fleet that has run a
  * while, a lost connection redials from the base backoff) gets SIGTERM and a new server process is started on the
- * same ports at once (tried again every 20 ms while the old one still holds them; with SO_REUSEPORT the first try
- * binds). Measured: when the new process listens and the old one exits, the time from the SIGTERM until 99% (and
+ * same agent and route ports at once (tried again every 20 ms while the old one still holds them; with SO_REUSEPORT
+ * the first try binds; the admin endpoint gets a port of its own, so that readiness is the new process's). Measured: when the new process listens and the old one exits, the time from the SIGTERM until 99% (and
  * all) of the connections registered again, the refusals met, and visitors sent through the route all along
  * (small echoes on four lanes): how many were refused at connect, accepted but not routed, or broken.
  */
 import { serverCommand, startFleet, type Kit } from "./kit.ts";
 import { VisitorLoad, type VisitTally } from "./probes.ts";
-import { lastProblems, serverSpec, startServer, startServerRetrying, stopServer } from "./servers.ts";
+import { lastProblems, serverSpec, startOnFreePorts, startServerRetrying, stopServer } from "./servers.ts";
 import { HEALTHY_MS, nowMs } from "./swarm.ts";
 
 /** The restart's figures (ms from the SIGTERM). */
@@ -32,7 +32,7 @@ export interface RestartResult {
 export async function runRestart(kit: Kit, transport: "plaintext" | "tls"): Promise<RestartResult> {
   const o = kit.opts;
   const spec = serverSpec(kit.kids, "127.0.0.1", transport === "tls", serverCommand(o), o.serverEnv);
-  const old = await startServer(kit.kids, spec);
+  const old = await startOnFreePorts(kit.kids, spec);
   kit.progress(`restart (${transport}): ${o.connections.toLocaleString("en-US")} connections`);
   const fleet = await startFleet(kit, [old], o.connections, { prefix: `restart-${transport}` });
   const up = await fleet.waitFor((r) => r.registered >= r.slots, o.timeoutSeconds * 1000);
@@ -47,6 +47,7 @@ export async function runRestart(kit: Kit, transport: "plaintext" | "tls"): Prom
   old.role.proc.kill("SIGTERM");
   let oldExitMs = NaN;
   const oldGone = old.role.proc.exited.then(() => (oldExitMs = nowMs() - t0));
+  // Same agent and route ports; its own admin port, so that its /healthz (how readiness shows) is not the old one's.
   const { server: fresh, attempts } = await startServerRetrying(kit.kids, spec, o.timeoutSeconds * 1000);
   const slots = up.report.slots;
   const need = Math.ceil(slots * 0.99);

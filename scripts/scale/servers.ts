@@ -106,7 +106,7 @@ export async function startServer(kids: Children, spec: ServerSpec, timeoutMs = 
     if (role.proc.exitCode !== null || performance.now() > deadline) {
       role.proc.kill("SIGKILL");
       kids.deleteRole(role);
-      const last = role.lines.slice(-3).map((l) => `${l.msg ?? ""} ${String(l.error ?? l.reason ?? "")}`.trim());
+      const last = role.lines.slice(-3).map((l) => `${l.msg ?? ""} ${detail(l.error ?? l.reason)}`.trim());
       throw new Error(`server on ${spec.host}:${spec.agentPort} did not start (${role.proc.exitCode === null ? "timeout" : `exit ${role.proc.exitCode}`}): ${last.join("; ")}`);
     }
     await Bun.sleep(20);
@@ -114,19 +114,43 @@ export async function startServer(kids: Children, spec: ServerSpec, timeoutMs = 
 }
 
 /**
- * Starts a server on ports another process may still hold (a restart): tries again every 20 ms while the new
- * process exits before answering (its ports are taken), until `timeoutMs`.
+ * Starts a server on fresh ports: a port found free can be taken before the server binds it (by any process's
+ * outgoing connection: the kit's visitors make thousands), so on EADDRINUSE it picks new ports (written into
+ * `spec`) and tries again, up to 5 times.
+ */
+export async function startOnFreePorts(kids: Children, spec: ServerSpec): Promise<ScaleServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServer(kids, spec);
+    } catch (e) {
+      if (attempt >= 5 || !String((e as Error).message).includes("EADDRINUSE")) throw e;
+      Object.assign(spec, { agentPort: freePortOn(spec.host), routePort: freePortOn(spec.host), adminPort: freePortOn(spec.host) });
+    }
+  }
+}
+
+/**
+ * Starts a server on agent and route ports another process may still hold (a restart): tries again every 20 ms
+ * while the new process exits before answering (its ports are taken), until `timeoutMs`. Each try has an admin port
+ * of its own, found free just before.
  */
 export async function startServerRetrying(kids: Children, spec: ServerSpec, timeoutMs: number): Promise<{ server: ScaleServer; attempts: number }> {
   const deadline = performance.now() + timeoutMs;
   for (let attempts = 1; ; attempts++) {
     try {
-      return { server: await startServer(kids, spec, Math.max(1_000, deadline - performance.now())), attempts };
+      const fresh = { ...spec, adminPort: freePortOn(spec.host) };
+      return { server: await startServer(kids, fresh, Math.max(1_000, deadline - performance.now())), attempts };
     } catch (e) {
       if (performance.now() > deadline) throw e;
       await Bun.sleep(20);
     }
   }
+}
+
+/** A log field as text (objects as JSON). */
+function detail(v: unknown): string {
+  if (v === undefined || v === null) return "";
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
 }
 
 /** SIGTERMs (or SIGKILLs) a server; resolves once it exited, with its exit code. */
@@ -142,5 +166,5 @@ export function lastProblems(s: ScaleServer, n = 3): string[] {
   return s.role.lines
     .filter((l) => l.level === "warn" || l.level === "error" || l.level === "raw")
     .slice(-n)
-    .map((l) => `${l.msg ?? ""} ${String(l.reason ?? l.error ?? l.code ?? "")}`.trim());
+    .map((l) => `${l.msg ?? ""} ${detail(l.reason ?? l.error ?? l.code)}`.trim());
 }

@@ -185,8 +185,9 @@ export class Swarm {
     this.since.refusals.set(s, (this.since.refusals.get(s) ?? 0) + 1);
   }
 
+  /** Keeps the first few distinct error messages for the report. */
   private note(e: string): void {
-    if (this.errors.length < 20) this.errors.push(e);
+    if (this.errors.length < 20 && !this.errors.includes(e)) this.errors.push(e);
   }
 
   /** The next delay: full jitter under min(cap, base·2^attempt), at least `atLeast`. */
@@ -270,7 +271,8 @@ export class Swarm {
         if (s.link !== link) return;
         this.refused(s, "connectErrors");
         s.link = null;
-        if (!/ECONNREFUSED/.test(e.message)) this.note(`dial: ${e.message}`);
+        const code = (e as Error & { code?: string }).code ?? e.message;
+        if (code !== "ECONNREFUSED") this.note(`dial: ${code}`);
         this.schedule(s, this.delay(s));
       },
     };
