@@ -94,7 +94,7 @@ function printMemory(kit: Kit, m: MemoryResult | null): void {
     ["right after", fmt(m.afterMiB)],
     [`after ${m.restSeconds} s idle`, `${fmt(m.restedMiB)} (+${fmt(m.restedMiB - m.idleMiB)})`],
   ]));
-  kit.out(`\n${n(m.carried)}/${n(m.connections)} connections carried a whole stream, in ${m.rounds} rounds of visitors: ${visitText(m.visitors)}.`);
+  kit.out(`\n${n(m.carried)}/${n(m.connections)} connections carried a whole stream, in ${m.rounds} round${m.rounds === 1 ? "" : "s"} of visitors: ${visitText(m.visitors)}.`);
 }
 
 function printFdLimit(kit: Kit, f: FdLimitResult | null): void {
