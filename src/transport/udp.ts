@@ -33,6 +33,14 @@ interface BindOptions {
   onError?(error: Error): void;
 }
 
+/**
+ * Bun reports some UDP socket errors without an Error (an ICMP port unreachable for a connected socket came as
+ * `undefined`, and a handler reading `.message` then crashed the agent): always hand on an Error.
+ */
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(error === undefined ? "UDP socket error (no detail from the runtime)" : String(error));
+}
+
 /** Binds a UDP socket. Throws TunnelError ERR_LISTEN if the address cannot be bound. */
 export async function bindUdp(opts: BindOptions): Promise<UdpEndpoint> {
   let socket: import("bun").udp.Socket<"uint8array">;
@@ -43,7 +51,7 @@ export async function bindUdp(opts: BindOptions): Promise<UdpEndpoint> {
       binaryType: "uint8array",
       socket: {
         data: (_s, data, port, address, flags) => opts.onDatagram(data, port, address, flags?.truncated === true),
-        error: (_s, error) => opts.onError?.(error),
+        error: (_s, error) => opts.onError?.(asError(error)),
       },
     });
   } catch (e) {
@@ -79,7 +87,7 @@ export async function connectUdp(opts: ConnectOptions): Promise<UdpConnection> {
       connect: { hostname: opts.host, port: opts.port },
       socket: {
         data: (_s, data, _port, _address, flags) => opts.onDatagram(data, flags?.truncated === true),
-        error: (_s, error) => opts.onError?.(error),
+        error: (_s, error) => opts.onError?.(asError(error)),
       },
     }));
   } catch (e) {

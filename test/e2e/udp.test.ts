@@ -5,8 +5,8 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { agent, server, stopAll } from "../support/tunnel.ts";
-import { waitFor } from "../support/net.ts";
-import { udpClient, udpEcho, udpSink, type UdpClient } from "../support/udp.ts";
+import { runVisitor, startEchoServer, waitFor } from "../support/net.ts";
+import { freePort, udpClient, udpEcho, udpSink, type UdpClient } from "../support/udp.ts";
 import { Prng } from "../support/protocol-prng.ts";
 import { MAX_DATAGRAM_BYTES, WireCode } from "../../src/protocol/constants.ts";
 import { startAgent } from "../../src/agent/agent.ts";
@@ -157,3 +157,45 @@ test("a service that never answers: datagrams reach it, nothing comes back, the 
   c.close();
   sink.socket.close();
 });
+
+test("a UDP service where nothing listens (ICMP port unreachable on every send): datagrams are lost, the agent lives on", async () => {
+  const closed = await freePort();
+  const echo = await udpEcho();
+  const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ROUTES: "127.0.0.1:0/udp=edge/gone,127.0.0.1:0/udp=edge/echo" });
+  await agent(srv, { ...EDGE, TUNNEL_SERVICES: `gone=127.0.0.1:${closed}/udp,echo=127.0.0.1:${echo.port}/udp` });
+  const [gonePort, echoPort] = srv.routePorts as [number, number];
+  const c = await udpClient();
+  for (let i = 0; i < 200; i++) {
+    c.send(new Uint8Array([i & 255]), gonePort);
+    if (i % 20 === 19) await Bun.sleep(1); // let the kernel's ICMP errors reach the agent's flow socket between sends
+  }
+  await waitFor(() => (srv.stats.udp.tally("edge/gone").datagramsUp ?? 0) >= 20, "datagrams carried to the agent");
+  // The agent is still there: another flow on the same connection is served byte-exact.
+  const d = new Uint8Array(300).fill(7);
+  const back = await roundTrip(c, echoPort, d);
+  expect(back).not.toBeNull();
+  expect(Buffer.compare(back as Uint8Array, d)).toBe(0);
+  c.close();
+  echo.close();
+}, 30_000);
+
+test("UDP flows take at most half of a connection's streams: TCP visitors still get one beside a flood of flows", async () => {
+  const sink = await udpSink();
+  const tcpEcho = startEchoServer();
+  const srv = await server({
+    TUNNEL_CLUSTERS: "edge=none", TUNNEL_MAX_STREAMS_PER_CONNECTION: "8",
+    TUNNEL_ROUTES: "127.0.0.1:0/udp=edge/sink,127.0.0.1:0=edge/echo",
+  });
+  await agent(srv, { ...EDGE, TUNNEL_MAX_STREAMS_PER_CONNECTION: "8", TUNNEL_SERVICES: `sink=127.0.0.1:${sink.socket.port}/udp,echo=127.0.0.1:${tcpEcho.port}` });
+  const [udpPort, tcpPort] = srv.routePorts as [number, number];
+  const clients = await Promise.all(Array.from({ length: 10 }, () => udpClient()));
+  for (const c of clients) c.send(new Uint8Array([1]), udpPort);
+  const t = srv.stats.udp.tally("edge/sink");
+  await waitFor(() => (t.dropped.get("flow_limit") ?? 0) === 6 && sink.received.length === 4, "4 flows carried, 6 refused");
+  expect(srv.udpRoutes[0]?.flows.size).toBe(4);
+  // Half the connection's 8 streams stay for TCP: visitors are served byte-exact.
+  for (let i = 0; i < 3; i++) expect((await runVisitor({ port: tcpPort, seed: 40 + i, sendBytes: 64 * 1024 })).ok).toBe(true);
+  for (const c of clients) c.close();
+  sink.socket.close();
+  tcpEcho.stop();
+}, 30_000);

@@ -38,7 +38,7 @@ test("a flood from 10,000 source addresses: flows capped, drops counted, memory 
   const [udpPort, tcpPort] = srv.routePorts as [number, number];
   const alone = await tcpMbps(tcpPort, 1);
   const rssBefore = process.memoryUsage().rss;
-  const flood = Bun.spawn([process.execPath, "test/support/udp-flood.ts", String(udpPort), "10000"], { stdout: "pipe", stderr: "inherit" });
+  const flood = Bun.spawn([process.execPath, "scripts/lib/udp-flood.ts", String(udpPort), "10000"], { stdout: "pipe", stderr: "inherit" });
   try {
     const reader = (flood.stdout as ReadableStream<Uint8Array>).getReader();
     let out = "";

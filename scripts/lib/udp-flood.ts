@@ -1,8 +1,9 @@
 /**
  * A UDP flood from many source addresses, in its own process (so that it does not share the tunnel's event loop):
- * `bun test/support/udp-flood.ts <port> <addresses>` sends 64-byte datagrams to 127.0.0.1:<port> from 127.1.x.y
+ * `bun scripts/lib/udp-flood.ts <port> <addresses>` sends 64-byte datagrams to 127.0.0.1:<port> from 127.1.x.y
  * (x.y counting up to <addresses>), 500 sockets at a time, each bound to port 0 and sending two datagrams, round
- * after round until killed. Prints "addresses N" once the first round went out.
+ * after round until killed. Prints "addresses N" once the first round went out. Used by
+ * test/security/udp-flood.test.ts and the bench's UDP stage (scripts/bench/udp.ts).
  */
 if (import.meta.main) {
   const port = Number(process.argv[2]);
