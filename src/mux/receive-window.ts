@@ -8,9 +8,8 @@
  * standing queue instead: every epoch (a window's worth of bytes written to the local socket) gives the time one
  * window took to go round, `cycle = elapsed × window / bytes`. The window is the only thing in flight, so
  * `queueing = cycle − minRtt` is the delay our own window adds (or, with a slow local socket, its slowness). With
- * `slack` = minRtt/32 + 2 ms (measurement noise, credit batching, event-loop hand-offs):
- * - queueing below slack (below 2 slacks until the first overshoot): the window is what limits the stream, so it
- *   grows (only if the reservation against the
+ * `slack` = minRtt/32 + 2 ms + one credit batch at the measured rate (noise, credit batching, event-loop hand-offs):
+ * - queueing below slack: the window is what limits the stream, so it grows (only if the reservation against the
  *   inbound budgets succeeds, up to the maximum): it doubles until it first overshoots, then, the path's rate being
  *   known, by an eighth (or one slack's worth of bytes, rate × slack, if more) at a time, so probing never floods
  *   the bottleneck again;
@@ -207,16 +206,16 @@ export class ReceiveWindow {
     this.epochBytes = this.consumed;
     this.settling = false;
     if (!measured) return;
-    const slack = rtt / 32 + SLACK_MS;
-    const queueing = (elapsed * this.size) / bytes - rtt;
     const rate = bytes / elapsed;
+    // The tolerated delay also covers one credit batch at the stream's rate: credit comes back in batches, so a
+    // window below the path's BDP still shows that much of its own (3.5 ms at 300 Mbit/s, 10.5 ms at 100), and
+    // without it a window could stay at its base for good. On loopback it is a fraction of a millisecond.
+    const slack = rtt / 32 + SLACK_MS + this.threshold / rate;
+    const queueing = (elapsed * this.size) / bytes - rtt;
     const doubled = this.doubled;
     this.doubled = false;
     if (doubled && rate < this.rateBefore * NO_GAIN) return this.undoDoubling();
-    // While probing (no overshoot seen yet) up to 2 slacks count as "not limited": a window well below the path's
-    // bandwidth-delay product still shows a few ms of its own (credit batches at the path's rate, hand-offs), and
-    // without this margin a window could stay at the base for good (measured: 2 MiB at 100 and 200 ms round trips).
-    if (queueing < (this.probing ? 2 * slack : slack)) {
+    if (queueing < slack) {
       this.doubled = this.probing;
       this.rateBefore = rate;
       this.grow(this.probing ? this.size * 2 : this.size + Math.max(this.threshold, rate * slack, this.size / 8));
