@@ -5,6 +5,7 @@
  * agent reconnects.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { connect as netConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { encodeHandshake } from "../../src/protocol/handshake.ts";
 import { HandshakeFlag } from "../../src/protocol/constants.ts";
@@ -87,7 +88,7 @@ describe.skipIf(skip !== null)("through nginx and tinyproxy", () => {
     try {
       // A hostile agent from 127.0.0.2 (not a trusted proxy) claims 203.0.113.9 in its own Forwarded field.
       const got: Buffer[] = [];
-      const sock = tlsConnect({ host: "127.0.0.1", port: nginx.port, localAddress: "127.0.0.2", rejectUnauthorized: false });
+      const sock = tlsConnect({ socket: netConnect({ host: "127.0.0.1", port: nginx.port, localAddress: "127.0.0.2" }), rejectUnauthorized: false });
       const closed = new Promise<void>((r) => sock.on("close", () => r()));
       sock.on("error", () => {});
       sock.on("data", (d: Buffer) => void got.push(d));
