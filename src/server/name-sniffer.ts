@@ -2,8 +2,9 @@
  * The owner of a visitor socket on a listen address shared by routes with names, until its route is known: reads
  * the TLS ClientHello (`sni`) or the HTTP/1.x request head (`host`) with the protocol/ decoders, within
  * TUNNEL_HANDSHAKE_TIMEOUT_MS and their byte bounds, then either hands the socket to a stream on the matched route,
- * whose first DATA are the very chunks read here (nothing is copied or changed), or refuses the visitor with a
- * defined answer (README "Routing by name"). Every outcome is counted and access-logged.
+ * whose first DATA are the bytes read here, unchanged (small reads gathered into buffers of our own: a visitor
+ * trickling one byte per read must not make us hold an object per byte), or refuses the visitor with a defined
+ * answer (README "Routing by name"). Every outcome is counted and access-logged.
  */
 import { ClientHelloDecoder, fatalAlert, TlsAlert, type HelloResult } from "../protocol/client-hello.ts";
 import { h2GoAwayHttp11Required, httpErrorResponse, HttpHeadDecoder, type HeadResult } from "../protocol/http-head.ts";
@@ -41,6 +42,8 @@ const HTTP_400 = httpErrorResponse(400);
 const HTTP_404 = httpErrorResponse(404);
 const HTTP_431 = httpErrorResponse(431);
 const H2_GOAWAY = h2GoAwayHttp11Required();
+/** Reads shorter than this are copied into a gathering buffer of this size (larger ones are kept as they are). */
+const GATHER_BYTES = 4096;
 
 /** TLS: the route for a ClientHello's outcome. */
 function decideTls(r: HelloResult, table: NameTable<RouteTarget>): Decision | null {
@@ -78,6 +81,9 @@ function decideHttp(r: HeadResult, table: NameTable<RouteTarget>): Decision | nu
  */
 export class NameSniffer implements SocketOwner {
   private readonly chunks: Uint8Array[] = [];
+  /** The buffer small reads are gathered into (the last entry of `chunks` views its used part), and its fill. */
+  private gather: Uint8Array | null = null;
+  private gathered = 0;
   private readonly decoder: ClientHelloDecoder | HttpHeadDecoder;
   private timer: ReturnType<typeof setTimeout>;
   private state: "reading" | "lingering" | "done" = "reading";
@@ -92,7 +98,7 @@ export class NameSniffer implements SocketOwner {
 
   onData(chunk: Uint8Array): void {
     if (this.state !== "reading") return;
-    this.chunks.push(chunk);
+    this.keep(chunk);
     const d = this.ctx.kind === "sni"
       ? decideTls((this.decoder as ClientHelloDecoder).push(chunk), this.ctx.table)
       : decideHttp((this.decoder as HttpHeadDecoder).push(chunk), this.ctx.table);
@@ -102,6 +108,24 @@ export class NameSniffer implements SocketOwner {
   }
 
   onDrain(): void {}
+
+  /** Keeps a read for the route: as it is, or (a small one) copied into the gathering buffer. */
+  private keep(chunk: Uint8Array): void {
+    const n = chunk.byteLength;
+    if (n >= GATHER_BYTES / 4) {
+      this.chunks.push(chunk);
+      this.gather = null;
+      return;
+    }
+    if (this.gather === null || this.gathered + n > GATHER_BYTES) {
+      this.gather = new Uint8Array(GATHER_BYTES);
+      this.gathered = 0;
+      this.chunks.push(this.gather.subarray(0, 0));
+    }
+    this.gather.set(chunk, this.gathered);
+    this.gathered += n;
+    this.chunks[this.chunks.length - 1] = this.gather.subarray(0, this.gathered);
+  }
 
   onEnd(): void {
     if (this.state === "reading") this.refuse("incomplete", null, null);
@@ -131,6 +155,7 @@ export class NameSniffer implements SocketOwner {
 
   private refuse(reason: UnroutedReason, name: string | null, answer: Uint8Array | null): void {
     this.chunks.length = 0;
+    this.gather = null;
     this.ctx.stats.visitorUnrouted(this.ctx.listen, this.ctx.kind, reason);
     if (this.ctx.accessLog) {
       const visitor = `${this.socket.remoteAddress}:${this.socket.remotePort}`;
