@@ -8,6 +8,7 @@
  */
 import { ClientHelloDecoder, fatalAlert, TlsAlert, type HelloResult } from "../protocol/client-hello.ts";
 import { h2GoAwayHttp11Required, httpErrorResponse, HttpHeadDecoder, type HeadResult } from "../protocol/http-head.ts";
+import { GatheredReads } from "../transport/gathered-reads.ts";
 import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
 import type { NameTable } from "./name-table.ts";
@@ -42,8 +43,6 @@ const HTTP_400 = httpErrorResponse(400);
 const HTTP_404 = httpErrorResponse(404);
 const HTTP_431 = httpErrorResponse(431);
 const H2_GOAWAY = h2GoAwayHttp11Required();
-/** Reads shorter than this are copied into a gathering buffer of this size (larger ones are kept as they are). */
-const GATHER_BYTES = 4096;
 
 /** TLS: the route for a ClientHello's outcome. */
 function decideTls(r: HelloResult, table: NameTable<RouteTarget>): Decision | null {
@@ -80,10 +79,7 @@ function decideHttp(r: HeadResult, table: NameTable<RouteTarget>): Decision | nu
  * the answer is not lost to a reset).
  */
 export class NameSniffer implements SocketOwner {
-  private readonly chunks: Uint8Array[] = [];
-  /** The buffer small reads are gathered into (the last entry of `chunks` views its used part), and its fill. */
-  private gather: Uint8Array | null = null;
-  private gathered = 0;
+  private readonly chunks = new GatheredReads();
   private readonly decoder: ClientHelloDecoder | HttpHeadDecoder;
   private timer: ReturnType<typeof setTimeout>;
   private state: "reading" | "lingering" | "done" = "reading";
@@ -98,7 +94,7 @@ export class NameSniffer implements SocketOwner {
 
   onData(chunk: Uint8Array): void {
     if (this.state !== "reading") return;
-    this.keep(chunk);
+    this.chunks.push(chunk);
     const d = this.ctx.kind === "sni"
       ? decideTls((this.decoder as ClientHelloDecoder).push(chunk), this.ctx.table)
       : decideHttp((this.decoder as HttpHeadDecoder).push(chunk), this.ctx.table);
@@ -108,24 +104,6 @@ export class NameSniffer implements SocketOwner {
   }
 
   onDrain(): void {}
-
-  /** Keeps a read for the route: as it is, or (a small one) copied into the gathering buffer. */
-  private keep(chunk: Uint8Array): void {
-    const n = chunk.byteLength;
-    if (n >= GATHER_BYTES / 4) {
-      this.chunks.push(chunk);
-      this.gather = null;
-      return;
-    }
-    if (this.gather === null || this.gathered + n > GATHER_BYTES) {
-      this.gather = new Uint8Array(GATHER_BYTES);
-      this.gathered = 0;
-      this.chunks.push(this.gather.subarray(0, 0));
-    }
-    this.gather.set(chunk, this.gathered);
-    this.gathered += n;
-    this.chunks[this.chunks.length - 1] = this.gather.subarray(0, this.gathered);
-  }
 
   onEnd(): void {
     if (this.state === "reading") this.refuse("incomplete", null, null);
@@ -150,12 +128,11 @@ export class NameSniffer implements SocketOwner {
     const stream = target.open(this.socket, name);
     if (stream === null) return target.refuseNoAgent(this.socket);
     this.socket.data.owner = stream;
-    for (const chunk of this.chunks.splice(0)) stream.onData(chunk);
+    for (const chunk of this.chunks.take()) stream.onData(chunk);
   }
 
   private refuse(reason: UnroutedReason, name: string | null, answer: Uint8Array | null): void {
-    this.chunks.length = 0;
-    this.gather = null;
+    this.chunks.take();
     this.ctx.stats.visitorUnrouted(this.ctx.listen, this.ctx.kind, reason);
     if (this.ctx.accessLog) {
       const visitor = `${this.socket.remoteAddress}:${this.socket.remotePort}`;
