@@ -105,13 +105,16 @@ function forwardedFor(value: string): string[] {
 }
 
 /**
- * The client's address: `peer` itself unless `peer` is in `trusted`; then the right-most address of `Forwarded`
- * (preferred when present) or `X-Forwarded-For` that is not in `trusted` (or the left-most, if all are). A value
+ * The client's address: `peer` itself unless `peer` is in `trusted`; then the right-most address of `X-Forwarded-For`
+ * (preferred when present) or `Forwarded` that is not in `trusted` (or the left-most, if all are). A value
  * that is not an IP address ends the walk: `peer` is kept. Never throws.
  */
 export function clientAddress(peer: string, trusted: readonly Cidr[], fields: { forwarded: string; xForwardedFor: string }): string {
   if (trusted.length === 0 || !inCidrs(peer, trusted)) return peer;
-  const chain = fields.forwarded !== "" ? forwardedFor(fields.forwarded) : fields.xForwardedFor.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  // X-Forwarded-For first: the proxies in front of us (nginx, ingress-nginx) append to it and pass a client's own
+  // Forwarded field through untouched, so preferring Forwarded let an agent choose its address.
+  const xff = fields.xForwardedFor.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const chain = xff.length > 0 ? xff : forwardedFor(fields.forwarded);
   let client = peer;
   for (let i = chain.length - 1; i >= 0; i--) {
     const hop = chain[i] as string;

@@ -47,6 +47,8 @@ export class HttpHeadDecoder {
   private fill = 0;
   /** Where the search for the head's end goes on. */
   private scanned = 0;
+  /** Empty-line bytes (CR, LF) before the request line so far: counted once, not at every read. */
+  private lead = 0;
 
   push(chunk: Uint8Array): HeadResult {
     if (this.result.status !== "more" || chunk.length === 0) return this.result;
@@ -59,8 +61,9 @@ export class HttpHeadDecoder {
     const n = Math.min(chunk.length, HEAD_MAX_BYTES - this.fill);
     this.buf.set(chunk.subarray(0, n), this.fill);
     this.fill += n;
-    if (!methodPlausible(this.buf, this.fill)) return (this.result = fail("malformed"));
-    const end = headEnd(this.buf, Math.max(0, this.scanned - 3), this.fill);
+    if (this.lead === this.fill - n) this.lead = skipEmptyLines(this.buf, this.lead, this.fill);
+    if (!methodPlausible(this.buf, this.fill, this.lead)) return (this.result = fail("malformed"));
+    const end = headEnd(this.buf, Math.max(0, this.scanned - 3), this.fill, this.lead);
     this.scanned = this.fill;
     if (end >= 0) return (this.result = parseHead(this.buf.subarray(0, end)));
     if (this.fill >= HEAD_MAX_BYTES) this.result = fail("oversized");
@@ -72,9 +75,7 @@ export class HttpHeadDecoder {
  * Index just past the empty line that ends the head in `b[from .. to)` (`␊␍␊` or `␊␊`: a bare LF ends a line too,
  * RFC 9112 §2.2), or -1. Leading empty lines before the request line (allowed, §2.2) do not end it.
  */
-function headEnd(b: Uint8Array, from: number, to: number): number {
-  let start = 0;
-  while (start < to && (b[start] === 0x0d || b[start] === 0x0a)) start++;
+function headEnd(b: Uint8Array, from: number, to: number, start = skipEmptyLines(b, 0, to)): number {
   for (let i = Math.max(from, start); i < to; i++) {
     if (b[i] !== 0x0a) continue;
     if (i + 1 < to && b[i + 1] === 0x0a) return i + 2;
@@ -83,11 +84,15 @@ function headEnd(b: Uint8Array, from: number, to: number): number {
   return -1;
 }
 
-/** False as soon as the first bytes cannot start a request line (e.g. a TLS record): no waiting for a whole head. */
-function methodPlausible(b: Uint8Array, n: number): boolean {
-  let i = 0;
+/** Index of the first byte at or after `i` (below `n`) that is not CR or LF: where the request line starts. */
+function skipEmptyLines(b: Uint8Array, i: number, n: number): number {
   while (i < n && (b[i] === 0x0d || b[i] === 0x0a)) i++;
-  const start = i;
+  return i;
+}
+
+/** False as soon as the first bytes cannot start a request line (e.g. a TLS record): no waiting for a whole head. */
+function methodPlausible(b: Uint8Array, n: number, start = skipEmptyLines(b, 0, n)): boolean {
+  let i = start;
   for (; i < n && i - start <= MAX_METHOD_CHARS; i++) {
     const c = b[i] as number;
     if (c === 0x20) return i > start;

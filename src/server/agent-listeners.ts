@@ -30,6 +30,12 @@ function isNetSocket(socket: TunnelSocket): socket is NetSocket {
 export interface AgentGate {
   readonly ctx: HandshakeContext;
   admit(socket: TunnelSocket, opts?: { timeoutMs?: number; tlsDone?: boolean }): PendingHandshake | { retryAfterMs: number };
+  /**
+   * A place among the pending handshakes for a WebSocket connection still sending its upgrade request (`direct`:
+   * `ip` is the client's own, so its penalty and per-address cap apply; else only the total cap): the function
+   * that gives it back, or the retry delay of a refusal.
+   */
+  hold(ip: string, direct: boolean): (() => void) | { retryAfterMs: number };
 }
 
 /** The gate: penalties and pending-handshake caps, then a PendingHandshake whose outcome goes to `admission`. */
@@ -42,9 +48,10 @@ export function agentGate(
 ): AgentGate {
   let pendingTotal = 0;
   const pendingByIp = new Map<string, number>();
-  const release = (socket: TunnelSocket): void => {
+  const release = (socket: TunnelSocket): void => releaseIp(socket.remoteAddress, true);
+  const releaseIp = (ip: string, perIp: boolean): void => {
     pendingTotal--;
-    const ip = socket.remoteAddress;
+    if (!perIp) return;
     const n = (pendingByIp.get(ip) ?? 1) - 1;
     if (n <= 0) pendingByIp.delete(ip);
     else pendingByIp.set(ip, n);
@@ -90,6 +97,25 @@ export function agentGate(
       pendingByIp.set(ip, perIp + 1);
       return new PendingHandshake(socket, ctx, opts);
     },
+    hold(ip, direct) {
+      const penaltyMs = direct ? penalties.remainingMs(ip) : 0;
+      if (penaltyMs > 0) {
+        stats.limitHit("auth_penalty");
+        return { retryAfterMs: penaltyMs };
+      }
+      const perIp = direct ? (pendingByIp.get(ip) ?? 0) : 0;
+      if (pendingTotal >= config.maxPendingHandshakes || perIp >= config.maxPendingHandshakesPerIp) {
+        stats.limitHit("pending_handshakes");
+        return { retryAfterMs: 1000 };
+      }
+      pendingTotal++;
+      if (direct) pendingByIp.set(ip, perIp + 1);
+      let held = true;
+      return () => {
+        if (held) releaseIp(ip, direct);
+        held = false;
+      };
+    },
   };
 }
 
@@ -122,6 +148,7 @@ export function listenForWsAgents(config: ServerConfig, tls: TLSOptions | undefi
     deadlineMs: config.handshakeTimeoutMs,
     maxMessageBytes: wsMaxMessageBytes(config.maxFrameBytes),
     accept: (ws, remainingMs) => gate.admit(ws, { timeoutMs: remainingMs, tlsDone: true }),
+    hold: (ip, direct) => gate.hold(ip, direct),
     onRefused: (r) => log.debug("WebSocket request refused", { remote: r.remote, status: r.status, reason: r.reason }),
     onHandlerError: (e) => log.error("agent WebSocket handler failed", { error: e }),
   });

@@ -2,11 +2,13 @@
  * The owner of a visitor socket on a listen address shared by routes with names, until its route is known: reads
  * the TLS ClientHello (`sni`) or the HTTP/1.x request head (`host`) with the protocol/ decoders, within
  * TUNNEL_HANDSHAKE_TIMEOUT_MS and their byte bounds, then either hands the socket to a stream on the matched route,
- * whose first DATA are the very chunks read here (nothing is copied or changed), or refuses the visitor with a
- * defined answer (README "Routing by name"). Every outcome is counted and access-logged.
+ * whose first DATA are the bytes read here, unchanged (small reads gathered into buffers of our own: a visitor
+ * trickling one byte per read must not make us hold an object per byte), or refuses the visitor with a defined
+ * answer (README "Routing by name"). Every outcome is counted and access-logged.
  */
 import { ClientHelloDecoder, fatalAlert, TlsAlert, type HelloResult } from "../protocol/client-hello.ts";
 import { h2GoAwayHttp11Required, httpErrorResponse, HttpHeadDecoder, type HeadResult } from "../protocol/http-head.ts";
+import { GatheredReads } from "../transport/gathered-reads.ts";
 import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
 import { logger } from "../log.ts";
 import type { NameTable } from "./name-table.ts";
@@ -77,7 +79,7 @@ function decideHttp(r: HeadResult, table: NameTable<RouteTarget>): Decision | nu
  * the answer is not lost to a reset).
  */
 export class NameSniffer implements SocketOwner {
-  private readonly chunks: Uint8Array[] = [];
+  private readonly chunks = new GatheredReads();
   private readonly decoder: ClientHelloDecoder | HttpHeadDecoder;
   private timer: ReturnType<typeof setTimeout>;
   private state: "reading" | "lingering" | "done" = "reading";
@@ -126,11 +128,11 @@ export class NameSniffer implements SocketOwner {
     const stream = target.open(this.socket, name);
     if (stream === null) return target.refuseNoAgent(this.socket);
     this.socket.data.owner = stream;
-    for (const chunk of this.chunks.splice(0)) stream.onData(chunk);
+    for (const chunk of this.chunks.take()) stream.onData(chunk);
   }
 
   private refuse(reason: UnroutedReason, name: string | null, answer: Uint8Array | null): void {
-    this.chunks.length = 0;
+    this.chunks.take();
     this.ctx.stats.visitorUnrouted(this.ctx.listen, this.ctx.kind, reason);
     if (this.ctx.accessLog) {
       const visitor = `${this.socket.remoteAddress}:${this.socket.remotePort}`;

@@ -5,6 +5,7 @@
  * ends the connection is closed, as raw TCP has no message boundary, and the MOSN agent dials a new one.
  */
 import { TunnelError } from "../errors.ts";
+import { GatheredReads } from "../transport/gathered-reads.ts";
 import { Splice, type SpliceResult } from "../transport/splice.ts";
 import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
 import type { RawHost } from "./registry.ts";
@@ -45,8 +46,7 @@ export class RawLink implements RawHost, SocketOwner {
   carriedAt = 0;
   private state: "idle" | "busy" | "closed" = "idle";
   private retired = false;
-  private readonly early: Uint8Array[] = [];
-  private earlyBytes = 0;
+  private readonly early = new GatheredReads();
   private splice: Splice | null = null;
   private label = "";
 
@@ -78,7 +78,7 @@ export class RawLink implements RawHost, SocketOwner {
     this.label = label;
     this.visitor = `${visitor.remoteAddress}:${visitor.remotePort ?? 0}`;
     this.carriedAt = performance.now();
-    const splice = new Splice(visitor, this.socket, (r) => this.visitorDone(r), { toA: this.early.splice(0) });
+    const splice = new Splice(visitor, this.socket, (r) => this.visitorDone(r), { toA: this.early.take() });
     this.splice = splice;
     this.socket.data.owner = splice.b;
     this.events.carried(this, label);
@@ -100,12 +100,11 @@ export class RawLink implements RawHost, SocketOwner {
 
   onData(chunk: Uint8Array): void {
     if (this.state !== "idle") return;
-    if (this.earlyBytes + chunk.byteLength > RAW_IDLE_MAX_BYTES) {
+    if (this.early.bytes + chunk.byteLength > RAW_IDLE_MAX_BYTES) {
       this.socket.terminate();
       return;
     }
-    this.early.push(chunk);
-    this.earlyBytes += chunk.byteLength;
+    this.early.push(chunk); // small reads gathered: a byte-a-read trickle holds about its bytes
   }
 
   onDrain(): void {}

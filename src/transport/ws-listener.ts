@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import type { TLSOptions } from "bun";
 import { HeadReader, field, hasToken, httpRefusal, parseHead, switchingProtocols, type HttpHead } from "../protocol/http-upgrade.ts";
-import { clientAddress, type Cidr } from "../protocol/forwarded.ts";
+import { clientAddress, inCidrs, type Cidr } from "../protocol/forwarded.ts";
 import { listen, type Listener } from "./listener.ts";
 import { IGNORING_OWNER, type NetSocket, type SocketOwner } from "./tcp.ts";
 import { WsSocket } from "./ws-socket.ts";
@@ -49,6 +49,12 @@ export interface WsListenOptions {
    * the deadline, or a refusal answered `503` with `Retry-After` (pending-handshake limits, penalties).
    */
   accept(socket: WsSocket, remainingMs: number): SocketOwner | { retryAfterMs: number };
+  /**
+   * At TCP accept, before the upgrade request: a place among the pending handshakes for the peer (`direct`: not a
+   * trusted proxy, so its own address counts), given back by calling the function returned (once the request was
+   * answered, just before `accept`, or the connection closed); or a refusal, answered `503` (over TLS: closed).
+   */
+  hold?(peer: string, direct: boolean): (() => void) | { retryAfterMs: number };
   /** Every request the listener answered itself (or dropped at the deadline). */
   onRefused?(refusal: WsRefusal): void;
   onHandlerError?(error: Error): void;
@@ -61,7 +67,15 @@ export function listenWebSocket(opts: WsListenOptions): Listener {
     port: opts.port,
     tls: opts.tls,
     ...(opts.onHandlerError ? { onHandlerError: opts.onHandlerError } : {}),
-    accept: (raw) => new WsUpgrade(raw, opts),
+    accept: (raw) => {
+      const held = opts.hold?.(raw.remoteAddress, !inCidrs(raw.remoteAddress, opts.trustedProxies)) ?? (() => {});
+      if (typeof held === "function") return new WsUpgrade(raw, opts, held);
+      opts.onRefused?.({ remote: raw.remoteAddress, status: opts.tls ? 0 : 503, reason: "busy or penalised (at accept)" });
+      if (opts.tls) return null; // nothing may be written before the TLS handshake
+      raw.write(httpRefusal(503, "Service Unavailable", [`Retry-After: ${Math.ceil(held.retryAfterMs / 1000)}`]));
+      raw.end();
+      return IGNORING_OWNER;
+    },
   });
 }
 
@@ -75,6 +89,8 @@ class WsUpgrade implements SocketOwner {
   constructor(
     private readonly raw: NetSocket,
     private readonly opts: WsListenOptions,
+    /** Gives back the pending-handshake place held since accept (idempotent). */
+    private release: () => void,
   ) {
     this.timer = setTimeout(() => this.drop("no upgrade request before the deadline"), opts.deadlineMs);
   }
@@ -120,6 +136,7 @@ class WsUpgrade implements SocketOwner {
     });
     const ws = new WsSocket(this.raw, "server", this.opts.maxMessageBytes, remote);
     const left = Math.max(1, this.opts.deadlineMs - (performance.now() - this.started));
+    this.giveBack(); // the handshake holds its own place from here (by the forwarded address)
     const owner = this.opts.accept(ws, left);
     if ("retryAfterMs" in owner) {
       return this.answer(503, "Service Unavailable", "busy or penalised", [`Retry-After: ${Math.ceil(owner.retryAfterMs / 1000)}`], remote);
@@ -149,7 +166,14 @@ class WsUpgrade implements SocketOwner {
     this.opts.onRefused?.({ remote: this.raw.remoteAddress, status: 0, reason });
   }
 
+  private giveBack(): void {
+    const r = this.release;
+    this.release = () => {};
+    r();
+  }
+
   private finish(): void {
+    this.giveBack();
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;

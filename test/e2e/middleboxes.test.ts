@@ -5,6 +5,11 @@
  * agent reconnects.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { connect as netConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { encodeHandshake } from "../../src/protocol/handshake.ts";
+import { HandshakeFlag } from "../../src/protocol/constants.ts";
+import { WsOp, encodeFrame } from "../../src/protocol/ws-frame.ts";
 import { startAgent, type AgentHandle } from "../../src/agent/agent.ts";
 import { runVisitor, startEchoServer, waitFor, type TestServer } from "../support/net.ts";
 import { agent, agentConfig, server, stopAll } from "../support/tunnel.ts";
@@ -76,6 +81,32 @@ describe.skipIf(skip !== null)("through nginx and tinyproxy", () => {
     // nginx forwarded the agent's own address (127.0.0.1) in X-Forwarded-For, from a trusted peer.
     expect(hosts.find((h) => h.hostName === "edge-nginx")?.remoteAddress).toBe("127.0.0.1");
   }, 120_000);
+
+  test("through nginx, a Forwarded field the agent wrote itself does not choose its address (nginx sets X-Forwarded-For only)", async () => {
+    const { srv, nginx } = await setup();
+    const logs = captureLogs("warn");
+    try {
+      // A hostile agent from 127.0.0.2 (not a trusted proxy) claims 203.0.113.9 in its own Forwarded field.
+      const got: Buffer[] = [];
+      const sock = tlsConnect({ socket: netConnect({ host: "127.0.0.1", port: nginx.port, localAddress: "127.0.0.2" }), rejectUnauthorized: false });
+      const closed = new Promise<void>((r) => sock.on("close", () => r()));
+      sock.on("error", () => {});
+      sock.on("data", (d: Buffer) => void got.push(d));
+      sock.write("GET /backchannel HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nForwarded: for=203.0.113.9\r\n\r\n");
+      await waitFor(() => Buffer.concat(got).toString("latin1").includes("\r\n\r\n"), "nginx's answer", 10_000);
+      expect(Buffer.concat(got).toString("latin1")).toStartWith("HTTP/1.1 101");
+      const body = { cluster_name: "a", weight: 10, host_name: "x", credential_policy: "token", credential: "wrong-wrong-wrong-wrong", extra: null };
+      const f = encodeFrame(WsOp.BINARY, encodeHandshake({ flag: HandshakeFlag.INIT_INFO, body }), new Uint8Array([1, 2, 3, 4]));
+      sock.write(f.buf.subarray(f.offset, f.offset + f.length));
+      await waitFor(() => logs.find("agent handshake refused").length > 0, "the refusal to be logged", 10_000);
+      expect(logs.find("agent handshake refused")[0]?.remote).toBe("127.0.0.2");
+      sock.destroy();
+      await closed;
+    } finally {
+      logs.restore();
+    }
+  }, 30_000);
 
   test("a wrong proxy password is refused (ERR_PROXY_AUTH with tinyproxy's status line) and never logged", async () => {
     const { srv } = await setup();

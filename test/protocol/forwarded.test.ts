@@ -39,8 +39,9 @@ describe("forwarded", () => {
     expect(clientAddress("127.0.0.1", trusted, f("evil.example, 10.0.0.5"))).toBe("127.0.0.1");
   });
 
-  test("Forwarded (RFC 7239) wins over X-Forwarded-For; quoted, bracketed, with ports", () => {
-    expect(clientAddress("127.0.0.1", trusted, f("198.51.100.1", 'for=192.0.2.60;proto=https, for="[2001:db8::1]:4711"'))).toBe("2001:db8::1");
+  test("Forwarded (RFC 7239) only without X-Forwarded-For (nginx passes a client's own through); quoted, bracketed, with ports", () => {
+    expect(clientAddress("127.0.0.1", trusted, f("198.51.100.1", 'for=192.0.2.60;proto=https, for="[2001:db8::1]:4711"'))).toBe("198.51.100.1");
+    expect(clientAddress("127.0.0.1", trusted, f("", 'for=192.0.2.60;proto=https, for="[2001:db8::1]:4711"'))).toBe("2001:db8::1");
     expect(clientAddress("127.0.0.1", trusted, f("", "for=192.0.2.43:8080"))).toBe("192.0.2.43");
     expect(clientAddress("127.0.0.1", trusted, f("", "for=_hidden"))).toBe("127.0.0.1");
   });

@@ -146,6 +146,39 @@ describe("WebSocket listener, hostile peers", () => {
     await stillServes(srv);
   }, 30_000);
 
+  test("connections still sending their upgrade request count as pending handshakes: over the per-address cap, 503 at once", async () => {
+    // A long deadline: without the cap, each of these would hold its socket and up to 8 KiB of head for all of it.
+    const srv = await setup({ TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: "4", TUNNEL_HANDSHAKE_TIMEOUT_MS: "20000" });
+    const slow: Raw[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await rawClient(srv.wsPort as number);
+      c.write(upgrade("/backchannel").slice(0, 30)); // never finished
+      slow.push(c);
+    }
+    const extra = await rawClient(srv.wsPort as number);
+    extra.write(upgrade("/backchannel").slice(0, 30));
+    const ms = await Promise.race([extra.closed, new Promise<number>((r) => setTimeout(() => r(-1), 10_000))]);
+    expect(ms).toBeGreaterThanOrEqual(0);
+    expect(ms).toBeLessThan(10_000);
+    expect(extra.text()).toStartWith("HTTP/1.1 503");
+    expect(extra.text()).toContain("Retry-After: 1");
+    for (const c of slow) expect(c.text()).toBe("");
+    // One gives up: its place is free again, and a whole upgrade gets its 101.
+    (slow.shift() as Raw).end();
+    const until = performance.now() + 5_000;
+    let upgraded = false;
+    while (!upgraded && performance.now() < until) {
+      const c = await rawClient(srv.wsPort as number);
+      c.write(upgrade("/backchannel"));
+      await waitFor(() => c.text().includes("\r\n\r\n"), "an answer");
+      upgraded = c.text().startsWith("HTTP/1.1 101");
+      c.end();
+    }
+    expect(upgraded).toBe(true);
+    for (const c of slow) c.end();
+    await stillServes(srv);
+  }, 60_000);
+
   test("1,000 idle upgrades: each closed by the deadline (or refused 503 over the per-address cap), the process fine", async () => {
     // A longer deadline: opening 1,000 connections takes a while on a loaded 2-core machine.
     const deadline = 4_000;
