@@ -21,14 +21,18 @@
  * A smaller window is reached by returning less credit (never by revoking any: the peer may rely on what it has),
  * and a window that went unused for a whole idle check (the session's heartbeat) falls back to the base.
  *
- * Credit is returned in batches of a quarter of the window, at most CREDIT_BATCH_MAX_BYTES: a large batch lets
- * the sender burst that much into a bottleneck queue at once.
+ * Credit is returned in batches of a quarter of the window, at most CREDIT_BATCH_MAX_BYTES, and once the stream's
+ * rate is known at most CREDIT_BATCH_MS of it (not under CREDIT_BATCH_MIN_BYTES): a batch is a burst the sender
+ * may put into a bottleneck queue at once (128 KiB is 10.5 ms at 100 Mbit/s), and the slack must cover it.
  */
 import type { InboundTally } from "./inbound-queue.ts";
 import { RoundTrip } from "./round-trip.ts";
 
 /** Largest credit batch (see the file header). */
 export const CREDIT_BATCH_MAX_BYTES = 128 * 1024;
+/** Once the rate is known, a credit batch is at most this many ms of it, but not under CREDIT_BATCH_MIN_BYTES. */
+const CREDIT_BATCH_MS = 2;
+const CREDIT_BATCH_MIN_BYTES = 16 * 1024;
 /** A doubling that raised the rate by less than this factor brought no gain. */
 const NO_GAIN = 1.1;
 /** Fixed part of the tolerated queueing delay, ms. */
@@ -117,6 +121,8 @@ export class ReceiveWindow {
   private doubled = false;
   /** The rate (bytes/ms) of the epoch that led to the last growth. */
   private rateBefore = 0;
+  /** The rate (bytes/ms) of the last measured epoch, 0 before one (credit batches follow it). */
+  private rate = 0;
   /** Tuning is on (set when the stream is acknowledged). */
   private tuning = false;
 
@@ -207,6 +213,8 @@ export class ReceiveWindow {
     this.settling = false;
     if (!measured) return;
     const rate = bytes / elapsed;
+    this.rate = rate;
+    this.threshold = batch(this.size, rate);
     // The tolerated delay also covers one credit batch at the stream's rate: credit comes back in batches, so a
     // window below the path's BDP still shows that much of its own (3.5 ms at 300 Mbit/s, 10.5 ms at 100), and
     // without it a window could stay at its base for good. On loopback it is a fraction of a millisecond.
@@ -257,7 +265,7 @@ export class ReceiveWindow {
 
   private resize(size: number): void {
     this.size = size;
-    this.threshold = batch(size);
+    this.threshold = batch(size, this.rate);
     this.settling = true;
   }
 
@@ -271,6 +279,7 @@ export class ReceiveWindow {
 }
 
 /** Credit batch for a window (see the file header). */
-function batch(window: number): number {
-  return Math.max(1, Math.min(window >>> 2, CREDIT_BATCH_MAX_BYTES));
+function batch(window: number, rate = 0): number {
+  const byRate = rate > 0 ? Math.max(CREDIT_BATCH_MIN_BYTES, Math.round(rate * CREDIT_BATCH_MS)) : Infinity;
+  return Math.max(1, Math.min(window >>> 2, CREDIT_BATCH_MAX_BYTES, byRate));
 }

@@ -128,6 +128,23 @@ describe("adaptive receive window", () => {
     expect(sizes.includes(8 * MiB)).toBe(false);
   });
 
+  test("on a slow path credit goes back in batches of about 2 ms of the stream's rate (smaller bursts into the queue)", () => {
+    const h = host({ rtt: 200 });
+    const w = new ReceiveWindow(h, 2 * MiB);
+    w.open(2 * MiB);
+    const path = { rate: 12.5 * 1000, rtt: 200 }; // 100 Mbit/s: 128 KiB would be 10.5 ms of queue at once
+    run(h, w, path, 12);
+    const incs: number[] = [];
+    for (let sent = 0; sent < w.size; sent += 8 * KiB) {
+      expect(w.take(8 * KiB)).toBe(true);
+      h.t += (8 * KiB) / Math.min(path.rate, w.size / path.rtt);
+      const inc = w.written(8 * KiB, 0);
+      if (inc > 0) incs.push(inc);
+    }
+    expect(Math.max(...incs)).toBeLessThanOrEqual(Math.max(16 * KiB, 2 * path.rate) + 8 * KiB);
+    expect(Math.max(...incs)).toBeLessThan(CREDIT_BATCH_MAX_BYTES);
+  });
+
   test("one slow epoch (a pause of either end) cuts a settled window by at most an eighth, and it recovers", () => {
     const h = host({ rtt: 100 });
     const w = new ReceiveWindow(h, 2 * MiB);
