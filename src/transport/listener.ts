@@ -2,6 +2,7 @@
 import type { TCPSocketListener, TLSOptions } from "bun";
 import { TunnelError } from "../errors.ts";
 import { handlersFor, handshake, type NetSocket, type SocketOwner, type SocketSlot } from "./tcp.ts";
+import type { ConnectionCap } from "./connection-cap.ts";
 
 /**
  * Hooks for a listener: `accept` returns the owner of a new socket, or null to refuse (socket is closed). With
@@ -15,6 +16,8 @@ export interface ListenOptions {
   accept(socket: NetSocket): SocketOwner | null;
   /** Called when a handler threw (our bug) before the socket is terminated. */
   onHandlerError?(error: Error): void;
+  /** Open connections at most, shared with other listeners (TUNNEL_MAX_CONNECTIONS): past it, closed at accept. */
+  cap?: ConnectionCap | undefined;
 }
 
 /** A bound listener. */
@@ -34,7 +37,7 @@ export interface Listener {
 
 /** Binds a listener. Throws TunnelError ERR_LISTEN if the address cannot be bound. */
 export function listen(opts: ListenOptions): Listener {
-  const plain = handlersFor(opts.accept, opts.onHandlerError);
+  const plain = handlersFor(opts.accept, opts.onHandlerError, opts.cap);
   const socket = opts.tls ? { ...plain, handshake } : plain;
   const bind = (port: number, tls: TLSOptions | undefined): TCPSocketListener<SocketSlot> => {
     try {

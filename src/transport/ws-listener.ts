@@ -14,6 +14,7 @@ import type { TLSOptions } from "bun";
 import { HeadReader, field, hasToken, httpRefusal, parseHead, switchingProtocols, type HttpHead } from "../protocol/http-upgrade.ts";
 import { clientAddress, type Cidr } from "../protocol/forwarded.ts";
 import { listen, type Listener } from "./listener.ts";
+import type { ConnectionCap } from "./connection-cap.ts";
 import { IGNORING_OWNER, type NetSocket, type SocketOwner } from "./tcp.ts";
 import { WsSocket } from "./ws-socket.ts";
 
@@ -52,6 +53,8 @@ export interface WsListenOptions {
   /** Every request the listener answered itself (or dropped at the deadline). */
   onRefused?(refusal: WsRefusal): void;
   onHandlerError?(error: Error): void;
+  /** Open connections at most, shared with other listeners (see ListenOptions.cap). */
+  cap?: ConnectionCap | undefined;
 }
 
 /** Binds the WebSocket listener. Throws TunnelError ERR_LISTEN. */
@@ -60,6 +63,7 @@ export function listenWebSocket(opts: WsListenOptions): Listener {
     host: opts.host,
     port: opts.port,
     tls: opts.tls,
+    cap: opts.cap,
     ...(opts.onHandlerError ? { onHandlerError: opts.onHandlerError } : {}),
     accept: (raw) => new WsUpgrade(raw, opts),
   });
