@@ -137,6 +137,10 @@ export const SPECS = {
     meaning: "Open agent and visitor connections at most; past it new ones are closed at once and counted " +
       "(limit_hits_total{limit=\"connections\"}), so the process never runs out of descriptors.",
     schema: intSchema(1, 10_000_000) }),
+  TUNNEL_REUSE_PORT: spec({ modes: SERVER, syntax: "on|off", default: "off", fallback: "off",
+    meaning: "Bind the TCP listeners (TUNNEL_LISTEN, TUNNEL_WS_LISTEN, TCP routes) with SO_REUSEPORT, so a replacement " +
+      "process can bind them while this one drains (a rolling restart on one host); the kernel spreads new connections over both.",
+    schema: boolSchema() }),
   TUNNEL_METRICS_PER_AGENT: spec({ modes: SERVER, syntax: "on|off", default: "off", fallback: "off",
     meaning: "Also label /metrics series by agent (host name): connections, streams, bytes and round trips; off, they " +
       "are per cluster and route only, so /metrics stays small with thousands of agents.", schema: boolSchema() }),

@@ -185,7 +185,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       handshakeTimeoutMs: must(x.TUNNEL_HANDSHAKE_TIMEOUT_MS),
       maxPendingHandshakes: must(x.TUNNEL_MAX_PENDING_HANDSHAKES),
       maxPendingHandshakesPerIp: must(x.TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP),
-      maxConnections: x.TUNNEL_MAX_CONNECTIONS ?? null, metricsPerAgent: must(x.TUNNEL_METRICS_PER_AGENT),
+      maxConnections: x.TUNNEL_MAX_CONNECTIONS ?? null, metricsPerAgent: must(x.TUNNEL_METRICS_PER_AGENT), reusePort: must(x.TUNNEL_REUSE_PORT),
       authFailureLimit: must(x.TUNNEL_AUTH_FAILURE_LIMIT),
       authFailureWindowMs: must(x.TUNNEL_AUTH_FAILURE_WINDOW_MS),
       authPenaltyMs: must(x.TUNNEL_AUTH_PENALTY_MS),

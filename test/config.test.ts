@@ -140,6 +140,8 @@ const ROWS: Record<string, Row> = {
     valid: [["5", 5]], invalid: ["x"] },
   TUNNEL_MAX_CONNECTIONS: { mode: "server", field: (c) => s(c).maxConnections, def: null,
     valid: [["1", 1], ["10000000", 10000000]], invalid: ["0", "10000001", "auto"] },
+  TUNNEL_REUSE_PORT: { mode: "server", field: (c) => s(c).reusePort, def: false,
+    valid: [["on", true]], invalid: ["yes please"] },
   TUNNEL_METRICS_PER_AGENT: { mode: "server", field: (c) => s(c).metricsPerAgent, def: false,
     valid: [["on", true], ["off", false]], invalid: ["agents"] },
   TUNNEL_ACCESS_LOG: { mode: "server", field: (c) => s(c).accessLog, def: true,

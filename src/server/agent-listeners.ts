@@ -123,6 +123,7 @@ export function listenForAgents(config: ServerConfig, tls: TLSOptions | undefine
     port: config.listen.port,
     tls,
     cap,
+    reusePort: config.reusePort,
     onHandlerError: (e) => log.error("agent socket handler failed", { error: e }),
     accept(socket): SocketOwner | null {
       const owner = gate.admit(socket);
@@ -149,6 +150,7 @@ export function listenForWsAgents(config: ServerConfig, tls: TLSOptions | undefi
     deadlineMs: config.handshakeTimeoutMs,
     maxMessageBytes: wsMaxMessageBytes(config.maxFrameBytes),
     cap,
+    reusePort: config.reusePort,
     accept: (ws, remainingMs) => gate.admit(ws, { timeoutMs: remainingMs, tlsDone: true }),
     onRefused: (r) => log.debug("WebSocket request refused", { remote: r.remote, status: r.status, reason: r.reason }),
     onHandlerError: (e) => log.error("agent WebSocket handler failed", { error: e }),

@@ -37,7 +37,7 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
       const targets = group.map((r) => new RouteTarget(r, config.routes.indexOf(r), registry, stats));
       const first = targets[0] as RouteTarget;
       const named = targets.some((t) => t.route.match !== null);
-      const listener = named ? listenByName(config, targets, stats, cap) : listenPlain(first, cap);
+      const listener = named ? listenByName(config, targets, stats, cap) : listenPlain(first, cap, config.reusePort);
       for (const t of targets) {
         t.boundPort = listener.port;
         routePorts[t.index] = listener.port;
@@ -59,12 +59,13 @@ function gone(socket: NetSocket): boolean {
 }
 
 /** One route alone on its address: every visitor goes to it. */
-function listenPlain(target: RouteTarget, cap: ConnectionCap | undefined): Listener {
+function listenPlain(target: RouteTarget, cap: ConnectionCap | undefined, reusePort: boolean): Listener {
   const { listen: at } = target.route;
   return listen({
     host: at.host,
     port: at.port,
     cap,
+    reusePort,
     onHandlerError: (e) => log.error("visitor socket handler failed", { route: target.label, error: e }),
     accept(socket: NetSocket): SocketOwner {
       if (gone(socket)) return IGNORING_OWNER;
@@ -94,6 +95,7 @@ function listenByName(config: ServerConfig, targets: RouteTarget[], stats: Serve
     host: at.host,
     port: at.port,
     cap,
+    reusePort: config.reusePort,
     onHandlerError: (e) => log.error("visitor socket handler failed", { listen: routing.listen, error: e }),
     accept(socket: NetSocket): SocketOwner {
       if (gone(socket)) return IGNORING_OWNER;

@@ -18,6 +18,12 @@ export interface ListenOptions {
   onHandlerError?(error: Error): void;
   /** Open connections at most, shared with other listeners (TUNNEL_MAX_CONNECTIONS): past it, closed at accept. */
   cap?: ConnectionCap | undefined;
+  /**
+   * Bind with SO_REUSEPORT: another process (of the same user) may bind the same address meanwhile, and the kernel
+   * spreads new connections over both (a rolling restart). Bun.listen takes `reusePort` though bun-types lists it
+   * only for connect (measured: bound twice with it, EADDRINUSE without).
+   */
+  reusePort?: boolean;
 }
 
 /** A bound listener. */
@@ -41,7 +47,8 @@ export function listen(opts: ListenOptions): Listener {
   const socket = opts.tls ? { ...plain, handshake } : plain;
   const bind = (port: number, tls: TLSOptions | undefined): TCPSocketListener<SocketSlot> => {
     try {
-      return Bun.listen<SocketSlot>({ hostname: opts.host, port, allowHalfOpen: true, ...(tls ? { tls } : {}), socket });
+      const reuse = opts.reusePort === true ? { reusePort: true } : {};
+      return Bun.listen<SocketSlot>({ hostname: opts.host, port, allowHalfOpen: true, ...(tls ? { tls } : {}), ...reuse, socket });
     } catch (e) {
       throw new TunnelError("ERR_LISTEN", `cannot listen on ${opts.host}:${port}: ${(e as Error).message}`, { cause: e });
     }

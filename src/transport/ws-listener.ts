@@ -55,6 +55,8 @@ export interface WsListenOptions {
   onHandlerError?(error: Error): void;
   /** Open connections at most, shared with other listeners (see ListenOptions.cap). */
   cap?: ConnectionCap | undefined;
+  /** Bind with SO_REUSEPORT (see ListenOptions.reusePort). */
+  reusePort?: boolean;
 }
 
 /** Binds the WebSocket listener. Throws TunnelError ERR_LISTEN. */
@@ -64,6 +66,7 @@ export function listenWebSocket(opts: WsListenOptions): Listener {
     port: opts.port,
     tls: opts.tls,
     cap: opts.cap,
+    reusePort: opts.reusePort === true,
     ...(opts.onHandlerError ? { onHandlerError: opts.onHandlerError } : {}),
     accept: (raw) => new WsUpgrade(raw, opts),
   });
