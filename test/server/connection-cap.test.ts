@@ -12,6 +12,8 @@ import { startEchoServer, waitFor } from "../support/net.ts";
 import { initInfo } from "../support/security-net.ts";
 import { server, stopAll } from "../support/tunnel.ts";
 import { parseProm, sampleValue } from "../admin/prom.ts";
+import { sourceCommand, startServerProcess } from "../../scripts/lib/roles.ts";
+import { readFileSync } from "node:fs";
 
 const echo = startEchoServer();
 afterAll(() => echo.stop());
@@ -35,6 +37,22 @@ describe("the default cap", () => {
     expect(openFileLimit("/nonexistent/limits")).toBeNull();
     if (process.platform === "linux") expect(openFileLimit()).toBeGreaterThan(0);
   });
+});
+
+test.if(process.platform === "linux")("the startup log states the open-file limit and the cap derived from it", async () => {
+  const s = await startServerProcess(sourceCommand("server"), {
+    TUNNEL_LISTEN: "127.0.0.1:0",
+    TUNNEL_TLS: "off",
+    TUNNEL_CLUSTERS: "edge=none",
+    TUNNEL_ROUTES: "127.0.0.1:0=edge/echo",
+  });
+  try {
+    const line = await s.role.waitForLog((l) => l.msg === "connection cap");
+    const limit = parseOpenFileLimit(readFileSync(`/proc/${s.role.proc.pid}/limits`, "utf8"));
+    expect(line).toMatchObject({ level: "info", openFileLimit: limit, maxConnections: defaultConnectionCap(limit) });
+  } finally {
+    await s.role.stop();
+  }
 });
 
 /** A connection that records what it received and when it closed. */
