@@ -125,12 +125,13 @@ export const SPECS = {
     meaning: "An agent connection must finish its handshake within this time, and a visitor on an sni=/host= route " +
       "its TLS ClientHello or HTTP request head.", schema: intSchema(1, 600_000) }),
   TUNNEL_MAX_PENDING_HANDSHAKES: spec({ modes: SERVER, syntax: "1..1000000", default: "16384", fallback: "16384",
-    meaning: "Most connections mid-handshake at once; while the server is busy it admits fewer: as many as its measured " +
-      "CPU time per handshake lets finish within half of TUNNEL_HANDSHAKE_TIMEOUT_MS (a few while its event loop lags); " +
-      "the others are answered SERVER_BUSY with retry times spread over the expected drain time.",
+    meaning: "Most connections mid-handshake at once. Below it all are admitted while handshakes are answered within " +
+      "half of TUNNEL_HANDSHAKE_TIMEOUT_MS; once they are not (or the event loop lags), only what the measured rate " +
+      "answers in that time; the others get SERVER_BUSY with retry times spread over the expected drain.",
     schema: intSchema(1, 1_000_000) }),
   TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: spec({ modes: SERVER, syntax: "1..1000000", default: "1024", fallback: "1024",
-    meaning: "The same upper bound per remote IP address (many agents behind one NAT share one).",
+    meaning: "The same per remote IP address, applied while slots are scarce (overloaded, or half of " +
+      "TUNNEL_MAX_PENDING_HANDSHAKES taken), so one address cannot take every slot.",
     schema: intSchema(1, 1_000_000) }),
   TUNNEL_MAX_CONNECTIONS: spec({ modes: SERVER, syntax: "1..10000000",
     default: "90% of the open-file limit (RLIMIT_NOFILE) less 64; no cap where the limit cannot be read",

@@ -16,7 +16,7 @@ import type { TunnelSocket } from "../transport/ws-socket.ts";
 import { logger } from "../log.ts";
 import { PendingHandshake, type HandshakeContext } from "./handshake.ts";
 import { AuthPenalties, TLS_REFUSAL_TIMEOUT_MS, refuseAfterTls, refuseEarly } from "./gate.ts";
-import { HandshakeLoad, LAG_LIMIT_MS } from "./handshake-load.ts";
+import { HandshakeLoad } from "./handshake-load.ts";
 import type { ConnectionCap } from "../transport/connection-cap.ts";
 import type { Admission } from "./admission.ts";
 import type { MosnAgents } from "./mosn-agents.ts";
@@ -58,6 +58,9 @@ export function agentGate(
     handshakeTimeoutMs: config.handshakeTimeoutMs,
   });
   let closing = false;
+  /** When each admitted connection was admitted (performance.now()): handshake durations feed the load. */
+  const admittedAt = new WeakMap<TunnelSocket, number>();
+  const answered = (socket: TunnelSocket): void => load.answered(performance.now() - (admittedAt.get(socket) ?? performance.now()));
   const penalties = new AuthPenalties(config);
   const ctx: HandshakeContext = {
     config,
@@ -66,15 +69,18 @@ export function agentGate(
     penalties,
     onSettled: (socket) => load.settled(socket.remoteAddress),
     onRefused(socket, status, error) {
+      if (status !== null) answered(socket);
       stats.handshake(status);
       log.warn("agent handshake refused", { remote: socket.remoteAddress, status, code: error.code, reason: error.message, ...(socket.transport ? { transport: socket.transport } : {}) });
     },
     onAccepted(socket, accepted) {
+      answered(socket);
       stats.handshake(HandshakeStatus.SUCCESS);
       admission.admit(socket, accepted);
     },
     // Raw connections come only from TUNNEL_LISTEN (PendingHandshake never takes one over a WebSocket).
     onRawAccepted(socket, accepted) {
+      answered(socket);
       stats.handshake(HandshakeStatus.SUCCESS);
       if (isNetSocket(socket)) mosn.admit(socket, accepted);
       else socket.terminate();
@@ -99,6 +105,7 @@ export function agentGate(
         stats.limitHit("pending_handshakes");
         return { retryAfterMs: load.retryAfterMs() };
       }
+      admittedAt.set(socket, performance.now());
       return new PendingHandshake(socket, ctx, opts);
     },
     refuseAll() {
@@ -113,11 +120,11 @@ const MAX_TLS_ANSWERS = 256;
 
 /**
  * TUNNEL_LISTEN: a refused connection is answered SERVER_BUSY with its retry time; over TLS after the TLS handshake
- * while the event loop keeps up and fewer than MAX_TLS_ANSWERS are in progress, else closed at accept (refuseEarly).
+ * while the server is not overloaded and fewer than MAX_TLS_ANSWERS are in progress, else closed at accept (refuseEarly).
  */
 export function listenForAgents(config: ServerConfig, tls: TLSOptions | undefined, gate: AgentGate, cap?: ConnectionCap): Listener {
   let answering = 0;
-  const answerTls = (): boolean => answering < MAX_TLS_ANSWERS && gate.load.lagMs <= LAG_LIMIT_MS;
+  const answerTls = (): boolean => answering < MAX_TLS_ANSWERS && !gate.load.overloaded;
   return listen({
     host: config.listen.host,
     port: config.listen.port,

@@ -1,28 +1,28 @@
 /**
- * Admission of agent handshakes by measured capacity. The pending-handshake caps (TUNNEL_MAX_PENDING_HANDSHAKES,
- * _PER_IP) are upper bounds; while the process is busy (its CPU time over BUSY_SHARE of the last interval) the server
- * admits only as many handshakes as it can finish within half the handshake deadline at its measured CPU time per
- * handshake, and only a few while its event loop lags. Idle connections (a slowloris) cost no CPU: they meet the
- * caps only. A refusal
- * carries a retry time: refused agents are given distinct times at least 1 ms apart, spaced by the measured
- * (jittered) time per handshake after the expected drain of what is pending, so they come back at the rate the
- * server works them off rather than in one wave.
+ * Admission of agent handshakes by measured capacity. TUNNEL_MAX_PENDING_HANDSHAKES is an upper bound; below it the
+ * server admits every handshake while it keeps up, and only as many as it can finish within half the handshake
+ * deadline at its measured rate once it does not: when even the quickest handshake settled in the last interval
+ * took longer than that, or its event loop lags by a quarter of the deadline. (A storm is worked off fastest by
+ * admitting it: every refusal costs an accept, and over TLS a handshake, and brings the agent back later.)
+ * TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP applies while slots are scarce: overloaded, or half the cap taken; so one
+ * source (a NAT, a slowloris) cannot take every slot, and an idle server admits a storm from one address at once.
  *
- * Measuring: every SAMPLE_MS the process's CPU time (user + system) over the handshakes settled in that interval
- * (an upper estimate: other work counts too, which only makes admission more careful) and how late the sampling
- * timer fired (event-loop lag). Clock, CPU and randomness are injectable for tests.
+ * A refusal carries a retry time: refused agents get distinct times at least 1 ms apart, spaced by the measured
+ * (jittered) time per handshake after the expected drain of what is pending, so they come back at the rate the
+ * server works them off rather than in one wave. Measured every SAMPLE_MS: handshakes answered and their durations
+ * (a peer that never completes its handshake is its own problem, not a measure of the server),
+ * the process's CPU time per settled handshake (the fallback pace before any rate is known), and how late the
+ * sampling timer fired (event-loop lag). Clock, CPU and randomness are injectable for tests.
  */
 
+/** Share of the handshake deadline admitted handshakes should be answered within (the rest is margin). */
+export const BUDGET_SHARE = 0.5;
 /** How often capacity is measured (ms). */
 export const SAMPLE_MS = 100;
-/** Event-loop lag above which no handshake is admitted beyond MIN_PENDING (ms). */
-export const LAG_LIMIT_MS = 100;
-/** Share of one core's time above which the process counts as busy. */
-export const BUSY_SHARE = 0.8;
 /** Handshakes always admitted (within the caps), whatever the measurements: progress under any load. */
 export const MIN_PENDING = 16;
-/** The assumed CPU time per handshake before any was measured (ms; a TLS handshake on a slow core). */
-const INITIAL_CPU_MS = 2;
+/** The assumed time per handshake before any was measured (ms; a TLS handshake on a 2020s core). */
+const INITIAL_HANDSHAKE_MS = 0.5;
 /** Retry times start at least this far ahead (ms). */
 export const MIN_RETRY_MS = 100;
 /** The longest retry time given (ms); a queue beyond it gets this (times may then repeat). */
@@ -32,9 +32,9 @@ export const MAX_RETRY_MS = 60_000;
 export interface LoadOptions {
   maxPending: number;
   maxPendingPerIp: number;
-  /** The handshake deadline (TUNNEL_HANDSHAKE_TIMEOUT_MS): the pending work must fit in half of it. */
+  /** The handshake deadline (TUNNEL_HANDSHAKE_TIMEOUT_MS): admitted handshakes must finish within half of it. */
   handshakeTimeoutMs: number;
-  /** Wall clock, ms (an integer clock, as Date.now, keeps retry times distinct). */
+  /** Clock, ms (an integer clock, as Date.now, keeps retry times distinct). */
   now?: () => number;
   /** CPU time of the process so far, ms. */
   cpuMs?: () => number;
@@ -47,23 +47,29 @@ export interface LoadOptions {
 export class HandshakeLoad {
   /** Handshakes in progress. */
   pending = 0;
-  /** Measured CPU time per handshake, ms (exponentially weighted). */
-  cpuPerHandshakeMs = INITIAL_CPU_MS;
+  /** Measured handshakes answered per ms (exponentially weighted; 0 until measured). */
+  ratePerMs = 0;
+  /** Measured CPU time per answered handshake, ms (exponentially weighted). */
+  cpuPerHandshakeMs = INITIAL_HANDSHAKE_MS;
   /** Measured event-loop lag, ms (the last interval's; decays by half per quiet interval). */
   lagMs = 0;
-  /** CPU time over the last interval was above BUSY_SHARE of it. */
-  busy = false;
+  /** Handshakes are not answered within half the deadline (or the loop lags): admission follows the measured rate. */
+  overloaded = false;
   private readonly byIp = new Map<string, number>();
   private settledSinceSample = 0;
+  private admittedSinceSample = 0;
+  private quickestMs = Infinity;
   private lastSampleAt: number;
   private lastCpuMs: number;
   private nextRetryAt = 0;
+  private readonly budgetMs: number;
   private readonly now: () => number;
   private readonly cpuMs: () => number;
   private readonly random: () => number;
   private readonly timer: ReturnType<typeof setInterval> | null;
 
   constructor(private readonly o: LoadOptions) {
+    this.budgetMs = o.handshakeTimeoutMs * BUDGET_SHARE;
     this.now = o.now ?? Date.now;
     this.cpuMs = o.cpuMs ?? (() => {
       const u = process.cpuUsage();
@@ -76,28 +82,42 @@ export class HandshakeLoad {
     this.timer?.unref?.();
   }
 
-  /** How many handshakes may be pending now: the cap, or while busy the measured capacity within it. */
+  /**
+   * The measured time per handshake, ms: overloaded, the measured pace (handshakes answered per ms then measure
+   * capacity, not demand); else the CPU time per handshake.
+   */
+  get handshakeMs(): number {
+    return this.overloaded && this.ratePerMs > 0 ? 1 / this.ratePerMs : this.cpuPerHandshakeMs;
+  }
+
+  /** How many handshakes may be pending now: the cap, or while overloaded what the measured rate finishes in time. */
   limit(): number {
     const floor = Math.min(MIN_PENDING, this.o.maxPending);
-    if (this.lagMs > LAG_LIMIT_MS) return floor;
-    if (!this.busy) return this.o.maxPending;
-    const capacity = Math.floor(this.o.handshakeTimeoutMs / 2 / Math.max(this.cpuPerHandshakeMs, 0.01));
-    return Math.max(floor, Math.min(this.o.maxPending, capacity));
+    if (!this.overloaded) return this.o.maxPending;
+    return Math.max(floor, Math.min(this.o.maxPending, Math.floor(this.budgetMs / this.handshakeMs)));
   }
 
   /** Admits a handshake from `ip` (true: a slot taken, give it back with settled()), or false when at a limit. */
   tryAdmit(ip: string): boolean {
     const perIp = this.byIp.get(ip) ?? 0;
-    if (perIp >= this.o.maxPendingPerIp || this.pending >= this.limit()) return false;
+    if (this.pending >= this.limit()) return false;
+    const scarce = this.overloaded || this.pending * 2 >= this.o.maxPending;
+    if (scarce && perIp >= this.o.maxPendingPerIp) return false;
     this.pending++;
+    this.admittedSinceSample++;
     this.byIp.set(ip, perIp + 1);
     return true;
   }
 
-  /** A handshake admitted from `ip` ended (either way). */
+  /** A handshake was answered (accepted or refused with a status) `durationMs` after its admission. */
+  answered(durationMs: number): void {
+    this.settledSinceSample++;
+    this.quickestMs = Math.min(this.quickestMs, durationMs);
+  }
+
+  /** A handshake admitted from `ip` ended, either way (a timeout too): its slot is free. */
   settled(ip: string): void {
     this.pending--;
-    this.settledSinceSample++;
     const n = (this.byIp.get(ip) ?? 1) - 1;
     if (n <= 0) this.byIp.delete(ip);
     else this.byIp.set(ip, n);
@@ -105,14 +125,15 @@ export class HandshakeLoad {
 
   /**
    * The retry delay for a refused connection (ms, an integer ≥ MIN_RETRY_MS): the next free retry time after the
-   * expected drain of the pending handshakes, each time a jittered handshake-time (≥ 1 ms) after the previous one.
+   * expected drain of the pending handshakes, each a jittered handshake-time (≥ 1 ms) after the previous one.
    */
   retryAfterMs(): number {
     const now = this.now();
-    const drainAt = now + MIN_RETRY_MS + this.pending * this.cpuPerHandshakeMs;
+    const per = this.handshakeMs;
+    // What is pending is answered or timed out within the deadline, whatever the estimate says.
+    const drainAt = now + MIN_RETRY_MS + Math.min(this.pending * per, this.budgetMs);
     // At least 1 ms apart: with an integer clock, ceil keeps the given times distinct integers.
-    const spacing = Math.max(1, this.cpuPerHandshakeMs * (0.5 + this.random()));
-    this.nextRetryAt = Math.max(this.nextRetryAt, drainAt) + spacing;
+    this.nextRetryAt = Math.max(this.nextRetryAt, drainAt) + Math.max(1, per * (0.5 + this.random()));
     return Math.min(MAX_RETRY_MS, Math.ceil(this.nextRetryAt - now));
   }
 
@@ -121,13 +142,18 @@ export class HandshakeLoad {
     const now = this.now();
     const cpu = this.cpuMs();
     const elapsed = now - this.lastSampleAt;
+    const n = this.settledSinceSample;
     this.lagMs = Math.max(elapsed - SAMPLE_MS, this.lagMs / 2, 0);
-    this.busy = elapsed > 0 && cpu - this.lastCpuMs > BUSY_SHARE * elapsed;
-    if (this.settledSinceSample >= 4) {
-      const perHandshake = (cpu - this.lastCpuMs) / this.settledSinceSample;
-      this.cpuPerHandshakeMs = 0.7 * this.cpuPerHandshakeMs + 0.3 * perHandshake;
+    if (n >= 4 && elapsed > 0) {
+      // Spread over what was admitted too: at a storm's front the CPU goes to handshakes not answered yet.
+      this.cpuPerHandshakeMs = 0.7 * this.cpuPerHandshakeMs + 0.3 * ((cpu - this.lastCpuMs) / Math.max(n, this.admittedSinceSample));
+      this.ratePerMs = this.ratePerMs === 0 ? n / elapsed : 0.7 * this.ratePerMs + 0.3 * (n / elapsed);
     }
+    const slow = n > 0 ? this.quickestMs > this.budgetMs : this.overloaded && this.pending > 0;
+    this.overloaded = slow || this.lagMs > this.budgetMs / 2;
     this.settledSinceSample = 0;
+    this.admittedSinceSample = 0;
+    this.quickestMs = Infinity;
     this.lastSampleAt = now;
     this.lastCpuMs = cpu;
   }

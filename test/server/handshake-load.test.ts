@@ -1,11 +1,12 @@
 /**
  * Admission by measured capacity (src/server/handshake-load.ts) on a fake clock and CPU: SERVER_BUSY retry times are
- * spread (no two within 1 ms in a seeded run of 1,000, and over the expected drain time), the limit follows the
- * measured CPU time per handshake within the caps, a lagging event loop admits only the minimum, the per-address
- * cap holds; and the agent honours a retry time with bounded jitter without climbing its backoff.
+ * spread (no two within 1 ms in a seeded run of 1,000, and over the expected drain time); everything is admitted
+ * (within the cap) while handshakes are answered in time, and only what the measured rate answers in half the
+ * deadline once they are not or the event loop lags; the per-address cap holds once slots are scarce; and the agent
+ * honours a retry time with bounded jitter without climbing its backoff.
  */
 import { describe, expect, test } from "bun:test";
-import { HandshakeLoad, LAG_LIMIT_MS, MIN_PENDING, MIN_RETRY_MS, SAMPLE_MS } from "../../src/server/handshake-load.ts";
+import { HandshakeLoad, MIN_RETRY_MS, SAMPLE_MS } from "../../src/server/handshake-load.ts";
 import { Backoff, HINT_JITTER_MAX_MS } from "../../src/agent/backoff.ts";
 import { Prng } from "../support/protocol-prng.ts";
 
@@ -25,10 +26,13 @@ function fakeLoad(o: { maxPending?: number; maxPendingPerIp?: number; seed?: num
   return { load, clock };
 }
 
-/** `n` handshakes admitted and settled within one sample interval that cost `cpuMs` of CPU in all. */
-function measure(load: HandshakeLoad, clock: { now: number; cpu: number }, n: number, cpuMs: number): void {
+/** `n` handshakes admitted and answered after `tookMs` within one sample interval, costing `cpuMs` of CPU in all. */
+function measure(load: HandshakeLoad, clock: { now: number; cpu: number }, n: number, cpuMs: number, tookMs = 5): void {
   for (let i = 0; i < n; i++) expect(load.tryAdmit(`10.0.${i >> 8}.${i & 255}`)).toBe(true);
-  for (let i = 0; i < n; i++) load.settled(`10.0.${i >> 8}.${i & 255}`);
+  for (let i = 0; i < n; i++) {
+    load.answered(tookMs);
+    load.settled(`10.0.${i >> 8}.${i & 255}`);
+  }
   clock.now += SAMPLE_MS;
   clock.cpu += cpuMs;
   load.sample();
@@ -72,36 +76,51 @@ describe("SERVER_BUSY retry times", () => {
 });
 
 describe("the limit follows measured capacity within the caps", () => {
-  test("CPU per handshake sets how many may be pending: half the deadline's worth", () => {
+  test("answered in time: the cap; answered late: what the measured rate answers in half the deadline", () => {
     const { load, clock } = fakeLoad();
-    for (let i = 0; i < 30; i++) measure(load, clock, 50, 250); // 5 ms each
-    expect(load.cpuPerHandshakeMs).toBeCloseTo(5, 0);
-    expect(load.limit()).toBeGreaterThan(450); // 2,500 ms / 5 ms = 500
-    expect(load.limit()).toBeLessThan(550);
-    for (let i = 0; i < 30; i++) measure(load, clock, 50, 5); // 0.1 ms each: the cap bounds it
+    measure(load, clock, 50, 25);
+    expect(load.overloaded).toBe(false);
+    expect(load.limit()).toBe(16_384);
+    measure(load, clock, 50, 25, 3_000); // even the quickest took 3 s, over half the 5 s deadline
+    expect(load.overloaded).toBe(true);
+    expect(load.ratePerMs).toBeCloseTo(0.5, 5); // 50 per 100 ms
+    expect(load.limit()).toBe(1_250); // 2,500 ms at 2 ms each
+    expect(load.retryAfterMs()).toBeGreaterThanOrEqual(MIN_RETRY_MS);
+    measure(load, clock, 50, 25, 10);
+    expect(load.overloaded).toBe(false);
     expect(load.limit()).toBe(16_384);
   });
 
-  test("a lagging event loop admits only the minimum until it recovers", () => {
+  test("peers that never finish (a slowloris timing out) do not count as slow answers", () => {
     const { load, clock } = fakeLoad();
-    clock.now += SAMPLE_MS + LAG_LIMIT_MS + 50; // the sampling timer fired 150 ms late
-    load.sample();
-    expect(load.lagMs).toBeGreaterThan(LAG_LIMIT_MS);
-    expect(load.limit()).toBe(MIN_PENDING);
-    for (let i = 0; i < MIN_PENDING; i++) expect(load.tryAdmit(`198.51.100.${i}`)).toBe(true);
-    expect(load.tryAdmit("198.51.100.200")).toBe(false);
+    for (let i = 0; i < 100; i++) expect(load.tryAdmit("198.51.100.7")).toBe(true);
+    for (let i = 0; i < 100; i++) load.settled("198.51.100.7"); // timed out: never answered
     clock.now += SAMPLE_MS;
     load.sample();
-    expect(load.limit()).toBeGreaterThan(MIN_PENDING); // lag halves per quiet interval: 75 ms now
+    expect(load.overloaded).toBe(false);
   });
 
-  test("the per-address cap holds whatever the capacity; a slot comes back when a handshake settles", () => {
-    const { load } = fakeLoad({ maxPendingPerIp: 3 });
-    for (let i = 0; i < 3; i++) expect(load.tryAdmit("203.0.113.9")).toBe(true);
-    expect(load.tryAdmit("203.0.113.9")).toBe(false);
+  test("an event loop lagging by a quarter of the deadline counts as overloaded until it recovers", () => {
+    const { load, clock } = fakeLoad();
+    clock.now += SAMPLE_MS + 1_300;
+    load.sample();
+    expect(load.overloaded).toBe(true);
+    expect(load.limit()).toBe(5_000); // 2,500 ms at the initial 0.5 ms (no rate measured yet)
+    clock.now += SAMPLE_MS;
+    load.sample(); // the lag halves (650 ms) and nothing is pending
+    expect(load.overloaded).toBe(false);
+  });
+
+  test("one address may pass its cap while slots are plentiful, not from half the cap on; slots come back", () => {
+    const { load } = fakeLoad({ maxPending: 8, maxPendingPerIp: 3 });
+    for (let i = 0; i < 4; i++) expect(load.tryAdmit("203.0.113.9")).toBe(true); // pending < 4: not scarce
+    expect(load.tryAdmit("203.0.113.9")).toBe(false); // half the cap taken: held to 3
     expect(load.tryAdmit("203.0.113.10")).toBe(true);
     load.settled("203.0.113.9");
-    expect(load.tryAdmit("203.0.113.9")).toBe(true);
+    load.settled("203.0.113.9");
+    expect(load.pending).toBe(3);
+    expect(load.tryAdmit("203.0.113.9")).toBe(true); // 3 pending: plentiful again
+    expect(load.tryAdmit("203.0.113.9")).toBe(false); // 4 pending, 3 of its own
     expect(load.pending).toBe(4);
   });
 });
