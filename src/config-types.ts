@@ -58,6 +58,10 @@ export interface ServerConfig extends CommonConfig {
   mode: "server"; listen: HostPort; clusters: ClusterConfig[]; routes: RouteConfig[]; tlsClientCa: string | null;
   /** TUNNEL_STATE_DIR: where the self-signed TLS identity lives. */ stateDir: string;
   handshakeTimeoutMs: number; maxPendingHandshakes: number; maxPendingHandshakesPerIp: number; accessLog: boolean;
+  /** TUNNEL_MAX_CONNECTIONS (null: derived from the open-file limit at start, server/connection-cap.ts). */
+  maxConnections: number | null;
+  /** TUNNEL_METRICS_PER_AGENT: per-agent /metrics series. */ metricsPerAgent: boolean;
+  /** TUNNEL_REUSE_PORT: TCP listeners bound with SO_REUSEPORT. */ reusePort: boolean;
   /** Per-source penalties for failed authentication (server/gate.ts AuthPenalties). */
   authFailureLimit: number; authFailureWindowMs: number; authPenaltyMs: number; authPenaltyMaxMs: number;
   shutdownGraceMs: number;

@@ -4,7 +4,7 @@
  * parsed (or the reverse).
  */
 import * as v from "valibot";
-import type { Mode } from "./config-types.ts";
+import { AGENT, BOTH, HOUR_MS, MiB, SERVER, defaulted, spec, type VariableDoc } from "./config-spec.ts";
 import {
   DEFAULT_CONTROL_QUEUE_MAX_BYTES,
   DEFAULT_HANDSHAKE_MAX_BODY_BYTES,
@@ -35,51 +35,6 @@ import {
   pathSchema,
   secretSchema,
 } from "./config-schemas.ts";
-
-/** One documented variable (a row of `--help` and of the README table). */
-export interface VariableDoc {
-  /** The environment variable, `TUNNEL_*`. */
-  readonly name: string;
-  /** The modes that read it. */
-  readonly modes: readonly Mode[];
-  /** Expected syntax, e.g. `host:port`. */
-  readonly syntax: string;
-  /** The default as shown to users; `required` when there is none and the variable must be set. */
-  readonly default: string;
-  /** What it does, one sentence. */
-  readonly meaning: string;
-  /** A secret: never printed, echoed in errors, or logged (see redactConfig). */
-  readonly secret: boolean;
-}
-
-type StringSchema = v.GenericSchema<string, unknown>;
-
-/** A table row plus how to parse it. */
-export interface VarSpec<S extends StringSchema = StringSchema> extends Omit<VariableDoc, "name"> {
-  /** Parses the raw (non-blank) value. Its messages read "expected …" and never contain the value. */
-  readonly schema: S;
-  /** Raw default fed through `schema` when the variable is unset; absent = no default (or a computed one). */
-  readonly fallback?: string;
-  /** Must be set (in its modes). */
-  readonly required?: boolean;
-  /** Messages already name the bad entry, so the formatter does not append the whole value. */
-  readonly listValue?: boolean;
-}
-
-const BOTH: readonly Mode[] = ["server", "agent"];
-const SERVER: readonly Mode[] = ["server"];
-const AGENT: readonly Mode[] = ["agent"];
-const HOUR_MS = 3_600_000;
-const MiB = 1024 * 1024;
-
-function spec<S extends StringSchema>(s: Omit<VarSpec<S>, "secret"> & { secret?: boolean }): VarSpec<S> {
-  return { ...s, secret: s.secret ?? false };
-}
-
-/** A numeric default shown and applied as is (the protocol constant is its one source). */
-function defaulted(n: number): { default: string; fallback: string } {
-  return { default: String(n), fallback: String(n) };
-}
 
 /** Every variable, keyed by name, in help order. Defaults live here and nowhere else (numeric protocol limits come from protocol/constants.ts). */
 export const SPECS = {
@@ -169,11 +124,27 @@ export const SPECS = {
   TUNNEL_HANDSHAKE_TIMEOUT_MS: spec({ modes: SERVER, syntax: "1..600000", default: "5000", fallback: "5000",
     meaning: "An agent connection must finish its handshake within this time, and a visitor on an sni=/host= route " +
       "its TLS ClientHello or HTTP request head.", schema: intSchema(1, 600_000) }),
-  TUNNEL_MAX_PENDING_HANDSHAKES: spec({ modes: SERVER, syntax: "1..1000000", default: "1024", fallback: "1024",
-    meaning: "Connections allowed to be mid-handshake at once; more are answered SERVER_BUSY.",
+  TUNNEL_MAX_PENDING_HANDSHAKES: spec({ modes: SERVER, syntax: "1..1000000", default: "16384", fallback: "16384",
+    meaning: "Most connections mid-handshake at once. Below it all are admitted while handshakes are answered within " +
+      "half of TUNNEL_HANDSHAKE_TIMEOUT_MS; once they are not (or the event loop lags), only what the measured rate " +
+      "answers in that time; the others get SERVER_BUSY with retry times spread over the expected drain.",
     schema: intSchema(1, 1_000_000) }),
-  TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: spec({ modes: SERVER, syntax: "1..1000000", default: "64", fallback: "64",
-    meaning: "The same limit per remote IP address.", schema: intSchema(1, 1_000_000) }),
+  TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: spec({ modes: SERVER, syntax: "1..1000000", default: "1024", fallback: "1024",
+    meaning: "The same per remote IP address, applied while slots are scarce (overloaded, or half of " +
+      "TUNNEL_MAX_PENDING_HANDSHAKES taken), so one address cannot take every slot.",
+    schema: intSchema(1, 1_000_000) }),
+  TUNNEL_MAX_CONNECTIONS: spec({ modes: SERVER, syntax: "1..10000000",
+    default: "90% of the open-file limit (RLIMIT_NOFILE) less 64; no cap where the limit cannot be read",
+    meaning: "Open agent and visitor connections at most; past it new ones are closed at once and counted " +
+      "(limit_hits_total{limit=\"connections\"}), so the process never runs out of descriptors.",
+    schema: intSchema(1, 10_000_000) }),
+  TUNNEL_REUSE_PORT: spec({ modes: SERVER, syntax: "on|off", default: "off", fallback: "off",
+    meaning: "Bind the TCP listeners (TUNNEL_LISTEN, TUNNEL_WS_LISTEN, TCP routes) with SO_REUSEPORT, so a replacement " +
+      "process can bind them while this one drains (a rolling restart on one host); the kernel spreads new connections over both.",
+    schema: boolSchema() }),
+  TUNNEL_METRICS_PER_AGENT: spec({ modes: SERVER, syntax: "on|off", default: "off", fallback: "off",
+    meaning: "Also label /metrics series by agent (host name): connections, streams, bytes and round trips; off, they " +
+      "are per cluster and route only, so /metrics stays small with thousands of agents.", schema: boolSchema() }),
   TUNNEL_AUTH_FAILURE_LIMIT: spec({ modes: SERVER, syntax: "0..1000000", default: "5", fallback: "5",
     meaning: "Failed authentications (statuses 2, 3, 4, refused client certificates) from one IPv4 address " +
       "(or IPv6 /64) within TUNNEL_AUTH_FAILURE_WINDOW_MS that start a penalty; 0 turns penalties off.", schema: intSchema(0, 1_000_000) }),

@@ -6,13 +6,15 @@
  */
 import * as v from "valibot";
 import { hostname as osHostname } from "node:os";
-import { SPECS, VARIABLES, type Values, type VarName, type VarSpec } from "./config-vars.ts";
+import { SPECS, VARIABLES, type Values, type VarName } from "./config-vars.ts";
+import type { VarSpec } from "./config-spec.ts";
 import { configWarnings, crossCheck, effectivePolicy, nameWarnings, rulesFor } from "./config-rules.ts";
 import { TunnelError } from "./errors.ts";
 import type { AgentConfig, CommonConfig, Config, Mode, ProxyConfig, ServerConfig } from "./config-types.ts";
 import { parseNoProxy, parseProxyUrl } from "./config-net.ts";
 
-export { VARIABLES, type VariableDoc } from "./config-vars.ts";
+export { VARIABLES } from "./config-vars.ts";
+export type { VariableDoc } from "./config-spec.ts";
 export type {
   AgentConfig,
   ClusterConfig,
@@ -183,6 +185,7 @@ function assemble(mode: Mode, x: Values, opts: { isTTY?: boolean; hostname?: str
       handshakeTimeoutMs: must(x.TUNNEL_HANDSHAKE_TIMEOUT_MS),
       maxPendingHandshakes: must(x.TUNNEL_MAX_PENDING_HANDSHAKES),
       maxPendingHandshakesPerIp: must(x.TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP),
+      maxConnections: x.TUNNEL_MAX_CONNECTIONS ?? null, metricsPerAgent: must(x.TUNNEL_METRICS_PER_AGENT), reusePort: must(x.TUNNEL_REUSE_PORT),
       authFailureLimit: must(x.TUNNEL_AUTH_FAILURE_LIMIT),
       authFailureWindowMs: must(x.TUNNEL_AUTH_FAILURE_WINDOW_MS),
       authPenaltyMs: must(x.TUNNEL_AUTH_PENALTY_MS),

@@ -57,7 +57,8 @@ function text(body: string, status = 200, headers: Record<string, string> = {}):
 
 function route(req: Request, view: AdminView, tokenHash: Buffer | null): Response {
   if (req.method !== "GET" && req.method !== "HEAD") return text("method not allowed\n", 405, { allow: "GET, HEAD" });
-  const path = new URL(req.url).pathname;
+  const url = new URL(req.url);
+  const path = url.pathname;
   if (path === "/healthz") return text("ok\n");
   if (path === "/readyz") {
     const why = view.notReady();
@@ -69,7 +70,7 @@ function route(req: Request, view: AdminView, tokenHash: Buffer | null): Respons
   }
   if (path === "/metrics") return text(view.metrics(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
   if (path === "/api/status") {
-    return new Response(JSON.stringify(view.status()), { headers: { "content-type": "application/json", "cache-control": "no-store" } });
+    return new Response(JSON.stringify(view.status(url.searchParams)), { headers: { "content-type": "application/json", "cache-control": "no-store" } });
   }
   return new Response(PAGE_HTML, {
     headers: {

@@ -138,7 +138,7 @@ function render(s) {
   samples.push({ open: s.totals.streamsOpen, up, down });
   if (samples.length > HISTORY) samples.shift();
   const peers = s.mode === "server"
-    ? new Set(s.clusters.flatMap((c) => c.hosts.map((h) => c.name + "/" + h.hostName))).size
+    ? s.clusters.reduce((n, c) => n + c.agents, 0)
     : s.servers.filter((x) => x.ready).length + " / " + s.servers.length;
   $("cards").replaceChildren(
     card(s.mode === "server" ? "Agents" : "Servers ready", "peers", peers),
@@ -152,9 +152,10 @@ function render(s) {
   const detail = [];
   if (s.mode === "server") {
     for (const c of s.clusters) {
-      const agents = new Set(c.hosts.map((h) => h.hostName)).size;
+      const agents = c.agents;
+      const shown = c.hosts.length < c.hostsTotal ? "; the first " + c.hosts.length + " shown" : "";
       detail.push(el("h2", "", "Cluster " + c.name + " ", el("span", "muted", "(" + c.policy + ", " + agents +
-        " agent" + (agents === 1 ? "" : "s") + ", " + c.hosts.length + " connections)")));
+        " agent" + (agents === 1 ? "" : "s") + ", " + c.hostsTotal + " connections" + shown + ")")));
       detail.push(table(["Agent", "Kind", "Connection", "Remote", "Weight", "Streams", "Total", "Upstream", "Downstream", "RTT ms",
         "Connected", "State"], [4, 5, 6, 7, 8, 9],
         c.hosts.map((h) => [h.hostName, h.kind, h.connectionId, h.remoteAddress, h.weight, h.streams, h.streamsTotal,

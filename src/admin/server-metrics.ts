@@ -13,7 +13,7 @@ import { handshakeStatusLabel, processMetrics } from "./view.ts";
 import { udpMetrics } from "./udp-view.ts";
 
 /** Limits the server counts hits of (server.ts); listed so their series exist at 0. */
-const KNOWN_LIMITS = ["auth_penalty", "pending_handshakes"];
+const KNOWN_LIMITS = ["auth_penalty", "connections", "pending_handshakes", "shutting_down"];
 
 /** A route's listen address with its bound port. */
 export function listenOf(r: RouteConfig, port: number | undefined): string {
@@ -32,15 +32,26 @@ function route(label: string): { cluster: string; service: string } {
   return slash < 0 ? { cluster: "", service: label } : { cluster: label.slice(0, slash), service: label.slice(slash + 1) };
 }
 
+/** The agent part of a series key: the host name with per-agent series, else "" (the label is left out). */
+function agentOf(stats: ServerStats, hostName: string): string {
+  return stats.perAgent ? hostName : "";
+}
+
+/** The `agent` label, with per-agent series only. */
+function agentLabel(stats: ServerStats, agent: string): Labels {
+  return stats.perAgent ? { agent } : {};
+}
+
 /** Open streams (and raw connections' visitors) by `route\0agent host name`, with their bytes so far. */
 function liveTallies(stats: ServerStats): Map<string, StreamTally> {
   const live = new Map<string, StreamTally>();
   for (const h of stats.hosts) {
-    for (const s of h.session.streams.values()) addTally(live, `${s.label}\u0000${h.hostName}`, s.bytesOut, s.bytesIn);
+    const agent = agentOf(stats, h.hostName);
+    for (const s of h.session.streams.values()) addTally(live, `${s.label}\u0000${agent}`, s.bytesOut, s.bytesIn);
   }
   for (const r of stats.rawHosts) {
     const c = r.carrying;
-    if (c !== null) addTally(live, `${c.label}\u0000${r.hostName}`, c.upBytes, c.downBytes);
+    if (c !== null) addTally(live, `${c.label}\u0000${agentOf(stats, r.hostName)}`, c.upBytes, c.downBytes);
   }
   return live;
 }
@@ -49,25 +60,27 @@ function liveTallies(stats: ServerStats): Map<string, StreamTally> {
 function rawConnectionSamples(stats: ServerStats): Sample[] {
   const counts = new Map<string, { idle: number; busy: number }>();
   for (const r of stats.rawHosts) {
-    const key = `${r.cluster}\u0000${r.hostName}`;
+    const key = `${r.cluster}\u0000${agentOf(stats, r.hostName)}`;
     const c = counts.get(key) ?? { idle: 0, busy: 0 };
     c[r.carrying !== null ? "busy" : "idle"]++;
     counts.set(key, c);
   }
   return [...counts].flatMap(([key, c]): Sample[] => {
     const [cluster = "", agent = ""] = splitKey(key);
-    return [[{ cluster, agent, state: "idle" }, c.idle], [{ cluster, agent, state: "busy" }, c.busy]];
+    const a = agentLabel(stats, agent);
+    return [[{ cluster, ...a, state: "idle" }, c.idle], [{ cluster, ...a, state: "busy" }, c.busy]];
   });
 }
 
 function* tallySamples(
+  stats: ServerStats,
   keys: Iterable<string>,
   value: (key: string) => number,
   extra: Labels = {},
 ): Generator<Sample> {
   for (const key of keys) {
     const [label = "", agent = ""] = splitKey(key);
-    yield [{ ...route(label), agent, ...extra }, value(key)];
+    yield [{ ...route(label), ...agentLabel(stats, agent), ...extra }, value(key)];
   }
 }
 
@@ -104,18 +117,19 @@ function connectionMetrics(registry: MetricsRegistry, config: ServerConfig, stat
       for (const h of [...stats.hosts, ...stats.rawHosts]) agents.get(h.cluster)?.add(h.hostName);
       return [...agents].map(([cluster, names]): Sample => [{ cluster }, names.size]);
     })
-    .gauge("backchannel_server_connections", "Agent data connections by cluster, agent and state (ready, draining).", () => {
+    .gauge("backchannel_server_connections", "Agent data connections by cluster, agent (TUNNEL_METRICS_PER_AGENT=on) and state (ready, draining).", () => {
       // Both states for every agent, so a series drops to 0 rather than vanishing while the agent is there.
       const counts = new Map<string, { ready: number; draining: number }>();
       for (const h of stats.hosts) {
-        const key = `${h.cluster}\u0000${h.hostName}`;
+        const key = `${h.cluster}\u0000${agentOf(stats, h.hostName)}`;
         const c = counts.get(key) ?? { ready: 0, draining: 0 };
         c[h.session.draining ? "draining" : "ready"]++;
         counts.set(key, c);
       }
       return [...counts].flatMap(([key, c]): Sample[] => {
         const [cluster = "", agent = ""] = splitKey(key);
-        return [[{ cluster, agent, state: "ready" }, c.ready], [{ cluster, agent, state: "draining" }, c.draining]];
+        const a = agentLabel(stats, agent);
+        return [[{ cluster, ...a, state: "ready" }, c.ready], [{ cluster, ...a, state: "draining" }, c.draining]];
       });
     })
     .gauge("backchannel_server_raw_connections",
@@ -137,22 +151,22 @@ export function serverMetrics(config: ServerConfig, handle: ServerHandle): () =>
   };
   const registry = connectionMetrics(processMetrics(new MetricsRegistry(), "server"), config, stats)
     .gauge("backchannel_server_streams_open", "Visitor streams open now, by cluster, service and agent.", () =>
-      tallySamples(live.keys(), (k) => live.get(k)?.streams ?? 0))
+      tallySamples(stats, live.keys(), (k) => live.get(k)?.streams ?? 0))
     .counter("backchannel_server_streams_total", "Visitor streams opened, by cluster, service and agent.", () =>
-      tallySamples(keys(), (k) => sum(k, (t) => t.streams)))
+      tallySamples(stats, keys(), (k) => sum(k, (t) => t.streams)))
     .counter("backchannel_server_stream_bytes_total",
       "Stream bytes by cluster, service, agent and direction (upstream: visitor to agent; downstream: agent to visitor).",
       function* () {
         const all = keys();
-        yield* tallySamples(all, (k) => sum(k, (t) => t.upBytes), { direction: "upstream" });
-        yield* tallySamples(all, (k) => sum(k, (t) => t.downBytes), { direction: "downstream" });
+        yield* tallySamples(stats, all, (k) => sum(k, (t) => t.upBytes), { direction: "upstream" });
+        yield* tallySamples(stats, all, (k) => sum(k, (t) => t.downBytes), { direction: "downstream" });
       })
     .histogram("backchannel_server_stream_open_seconds", "Time from OPEN to the agent's ACK (target connected), by route.", () =>
       [...stats.openSeconds].map(([label, h]) => [route(label), h] as const))
     .histogram("backchannel_server_heartbeat_rtt_seconds", "Heartbeat round trip to agents, by cluster and agent.", () =>
       [...stats.rttSeconds].map(([key, h]) => {
         const [cluster = "", agent = ""] = splitKey(key);
-        return [{ cluster, agent }, h] as const;
+        return [{ cluster, ...agentLabel(stats, agent) }, h] as const;
       }))
     .counter("backchannel_server_stream_resets_total", "Streams that ended with a reset, by cluster, service and code.", () =>
       [...stats.resetsByRouteCode].map(([key, n]): Sample => {

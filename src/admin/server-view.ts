@@ -11,8 +11,6 @@ import type { UdpTally } from "../stats/udp.ts";
 import type { AdminView } from "./view.ts";
 import { listenOf, namedRouteIndexes, serverMetrics } from "./server-metrics.ts";
 
-
-
 function hostStatus(handle: ServerHandle, h: Host) {
   let streams = 0;
   let upBytes = 0;
@@ -63,18 +61,46 @@ function rawStatus(handle: ServerHandle, r: RawHost) {
   };
 }
 
-function status(config: ServerConfig, handle: ServerHandle, ready: boolean) {
+/** Hosts listed per cluster by /api/status unless `?limit=` asks for another number (at most STATUS_HOSTS_MAX). */
+export const STATUS_HOSTS_DEFAULT = 1000;
+const STATUS_HOSTS_MAX = 100_000;
+
+/** `?offset=` and `?limit=` of /api/status: which of each cluster's hosts are listed. */
+function page(query: URLSearchParams | undefined): { offset: number; limit: number } {
+  const int = (name: string, def: number, max: number): number => {
+    const n = Number(query?.get(name) ?? def);
+    return Number.isSafeInteger(n) && n >= 0 ? Math.min(n, max) : def;
+  };
+  return { offset: int("offset", 0, Number.MAX_SAFE_INTEGER), limit: int("limit", STATUS_HOSTS_DEFAULT, STATUS_HOSTS_MAX) };
+}
+
+/**
+ * Each cluster with `hostsTotal`, `agents` (distinct host names) and one page of its hosts (data connections in join
+ * order, then raw ones): `hostsOffset` and up to `limit` from there, so the document stays small with many agents.
+ */
+function clusterStatus(config: ServerConfig, handle: ServerHandle, query: URLSearchParams | undefined) {
+  const { offset, limit } = page(query);
+  const byCluster = new Map<string, (Host | RawHost)[]>(config.clusters.map((c) => [c.name, []]));
+  for (const h of handle.stats.hosts) byCluster.get(h.cluster)?.push(h);
+  for (const r of handle.stats.rawHosts) byCluster.get(r.cluster)?.push(r);
+  return config.clusters.map((c) => {
+    const all = byCluster.get(c.name) ?? [];
+    return {
+      name: c.name,
+      policy: c.policy,
+      agents: new Set(all.map((h) => h.hostName)).size,
+      hostsTotal: all.length,
+      hostsOffset: offset,
+      hosts: all.slice(offset, offset + limit).map((h) => (h.kind === "raw" ? rawStatus(handle, h) : hostStatus(handle, h))),
+    };
+  });
+}
+
+function status(config: ServerConfig, handle: ServerHandle, ready: boolean, query?: URLSearchParams) {
   const { stats } = handle;
   const named = namedRouteIndexes(config);
   const hosts = [...stats.hosts];
-  const clusters = config.clusters.map((c) => ({
-    name: c.name,
-    policy: c.policy,
-    hosts: [
-      ...hosts.filter((h) => h.cluster === c.name).map((h) => hostStatus(handle, h)),
-      ...[...stats.rawHosts].filter((r) => r.cluster === c.name).map((r) => rawStatus(handle, r)),
-    ],
-  }));
+  const clusters = clusterStatus(config, handle, query);
   // Ended streams' bytes are in stats; open streams' so far are read from them.
   const openByRoute = new Map<string, number>();
   let upBytes = stats.bytesOut;
@@ -140,7 +166,7 @@ export function serverView(config: ServerConfig, handle: ServerHandle): AdminVie
   const ready = () => (handle.closing ? "shutting down" : null);
   return {
     notReady: ready,
-    status: () => status(config, handle, ready() === null),
+    status: (query) => status(config, handle, ready() === null, query),
     metrics: serverMetrics(config, handle),
   };
 }

@@ -7,8 +7,8 @@ import type { MetricsRegistry } from "./metrics.ts";
 export interface AdminView {
   /** Why the role is not ready (503 on /readyz), or null when it is. */
   notReady(): string | null;
-  /** The /api/status document (JSON-serialisable). */
-  status(): unknown;
+  /** The /api/status document (JSON-serialisable); `query` is the request's (the server pages its hosts by it). */
+  status(query?: URLSearchParams): unknown;
   /** The /metrics text. */
   metrics(): string;
 }

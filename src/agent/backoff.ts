@@ -1,7 +1,11 @@
 /**
  * Capped exponential backoff with full jitter (delay uniform in [0, min(cap, base·2^attempt)]), so agents that
- * lost the same server do not come back in lockstep. The random source is injectable for seeded tests.
+ * lost the same server do not come back in lockstep; a server's retry time is honoured with a little jitter. The
+ * random source is injectable for seeded tests.
  */
+
+/** The most jitter added to a server's retry time (ms). */
+export const HINT_JITTER_MAX_MS = 1_000;
 
 /** Reconnect delays for one connection slot. */
 export class Backoff {
@@ -29,6 +33,15 @@ export class Backoff {
   max(): number {
     this.attempt++;
     return Math.floor(this.capMs / 2 + (this.random() * this.capMs) / 2);
+  }
+
+  /**
+   * The delay for a server's retry time (SERVER_BUSY `retry_after_ms`): the hint plus up to a tenth of it (at most
+   * HINT_JITTER_MAX_MS) of jitter, so agents that got equal hints from different servers do not return together.
+   * The exponent does not advance: the server said when it will have room.
+   */
+  hinted(retryAfterMs: number): number {
+    return Math.floor(retryAfterMs + this.random() * Math.min(retryAfterMs / 10, HINT_JITTER_MAX_MS));
   }
 
   /** Back to the base after a healthy connection. */

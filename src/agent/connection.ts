@@ -264,8 +264,9 @@ export class ConnectionSlot implements HandshakeOutcome {
       this.setStopped();
       return;
     }
-    let delay = authFailure ? this.backoff.max() : this.backoff.next();
-    if (retryAfterMs !== undefined) delay = Math.max(delay, retryAfterMs);
+    // A retry time from the server (SERVER_BUSY) is honoured as given (with jitter) instead of the backoff.
+    const hinted = retryAfterMs !== undefined && retryAfterMs > 0 && !authFailure;
+    const delay = hinted ? this.backoff.hinted(retryAfterMs) : authFailure ? this.backoff.max() : this.backoff.next();
     const fields = { server: this.server, slot: this.slot, reason, retryInMs: delay, ...(code ? { code } : {}) };
     if (code === "ERR_TLS") log.error("TLS with the server failed", fields);
     else if (code === "ERR_PROXY_AUTH") log.error("the proxy refused the proxy credentials", fields);

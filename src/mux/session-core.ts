@@ -22,7 +22,6 @@ import { WindowContext } from "./receive-window.ts";
 import { resetIdleStreams, startIdleClock } from "./idle-streams.ts";
 import type { SessionEvents, SessionOptions } from "./session-options.ts";
 
-
 /** The wire code a GOAWAY carries when a session closes for an error (SPEC.md §5.2); every other code: PROTOCOL_ERROR. */
 const GOAWAY_CODE_OF: Partial<Record<ErrorCode, WireCode>> = {
   ERR_FRAME_SIZE: WireCode.FRAME_SIZE_ERROR,
@@ -121,12 +120,10 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   /** Sends GOAWAY (no new streams); existing streams go on. */
   goAway(code: number): void {
-    if (this.closed) return;
-    if (!this.draining) {
-      this.draining = true;
-      this.encoder.goAway(this.highestStreamId, code);
-      this.writer.schedule();
-    }
+    if (this.closed || this.draining) return;
+    this.setDraining();
+    this.encoder.goAway(this.highestStreamId, code);
+    this.writer.schedule();
   }
 
   /** Sends a CONTROL message (aside connections). */
@@ -136,10 +133,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
     this.encoder.control(encodeControl(msg));
   }
 
-  /**
-   * Closes the session. With an error, sends GOAWAY with its wire code first. Streams are aborted.
-   * Safe to call more than once.
-   */
+  /** Closes the session. With an error, sends GOAWAY with its wire code first. Streams are aborted. Idempotent. */
   close(error?: TunnelError, wireCode: number = WireCode.NO_ERROR): void {
     if (this.closed) return;
     if (error) this.encoder.goAway(this.highestStreamId, wireCode);
@@ -153,7 +147,6 @@ export abstract class SessionCore implements StreamHost<Stream> {
   get gone(): Promise<void> {
     return this.writer.gone;
   }
-
   // --- socket events (SocketOwner; onData is Session's) ---
 
   /** The connection can take more bytes. */
@@ -279,6 +272,13 @@ export abstract class SessionCore implements StreamHost<Stream> {
     for (const s of this.streams.values()) s.idleCheck();
   }
 
+  /** No new streams from now on (onUnready, unless closed already). */
+  protected setDraining(): void {
+    const first = !this.draining && !this.closed;
+    this.draining = true;
+    if (first) this.events.onUnready?.();
+  }
+
   /** Sends a PING carrying the time; its PONG gives a round trip. Also sent right after the handshake. */
   protected ping(): void {
     this.control();
@@ -288,6 +288,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
   private shutdown(error?: TunnelError): void {
     if (this.closed) return;
     this.closed = true;
+    if (!this.draining) this.events.onUnready?.();
     this.writer.stop();
     for (const timer of [this.heartbeat, this.idleClock]) if (timer !== null) clearInterval(timer);
     const code = error ? WireCode.CANCEL : WireCode.NO_ERROR;

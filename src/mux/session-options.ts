@@ -83,6 +83,11 @@ export interface SessionEvents {
   onControl?(msg: ControlMessage): void;
   /** A PONG arrived; round trip in ms. */
   onRtt?(ms: number): void;
+  /**
+   * The session stopped taking new streams (once): it began draining (either side's GOAWAY, ids exhausted) or closed,
+   * whichever came first. Called as the state changes, before any stream is aborted.
+   */
+  onUnready?(): void;
   /** The session is closed (once). `error` is set unless it was a clean close. */
   onClose(error?: TunnelError): void;
 }

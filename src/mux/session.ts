@@ -44,6 +44,11 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
     return this.peerWentAway;
   }
 
+  /** Size of the write staging buffer now (bytes): grown by a burst, back to its initial size once idle. */
+  get stagingBytes(): number {
+    return this.encoder.capacity;
+  }
+
   /** How long since the peer last sent anything (ms). */
   get silentForMs(): number {
     return performance.now() - this.lastReceivedAt;
@@ -152,7 +157,7 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
   handleGoAway(_lastStreamId: number, code: number): void {
     if (this.closed || this.peerWentAway) return;
     this.peerWentAway = true;
-    this.draining = true;
+    this.setDraining();
     this.events.onGoAway?.(code);
   }
 

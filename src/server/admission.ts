@@ -75,6 +75,9 @@ export class Admission {
           if (host !== null) this.drain(host);
         },
         onControl: (msg) => this.handleControl(agent, msg),
+        onUnready: () => {
+          if (host !== null) this.registry.unready(host);
+        },
         onClose: (error) => {
           if (host !== null) {
             this.registry.remove(host);

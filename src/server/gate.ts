@@ -102,18 +102,49 @@ export class AuthPenalties {
   }
 }
 
+/** A SERVER_BUSY response with its retry time (SPEC.md §1.2). */
+function busyResponse(retryAfterMs: number): Uint8Array {
+  return encodeHandshake({ flag: HandshakeFlag.INIT_RESPONSE, body: { status: HandshakeStatus.SERVER_BUSY, retry_after_ms: Math.ceil(retryAfterMs) } });
+}
+
 /**
- * Refuses a connection at accept (pending-handshake caps, penalties): a plaintext one is answered SERVER_BUSY with
- * `retryAfterMs` and closed; a TLS one is closed at once (nothing can be written before its TLS handshake, and
- * finishing TLS for a refused peer would cost more than it tells). Returns the owner for `accept` (null: kill).
+ * Refuses a connection at accept (pending-handshake limits, penalties, shutdown): a plaintext one is answered
+ * SERVER_BUSY with `retryAfterMs` and closed; a TLS one is closed at once (nothing can be written before its TLS
+ * handshake; see refuseAfterTls for the answered form). Returns the owner for `accept` (null: kill).
  */
 export function refuseEarly(socket: NetSocket, tls: boolean, retryAfterMs: number): SocketOwner | null {
   if (tls) return null;
-  socket.write(encodeHandshake({ flag: HandshakeFlag.INIT_RESPONSE, body: { status: HandshakeStatus.SERVER_BUSY, retry_after_ms: Math.ceil(retryAfterMs) } }));
+  socket.write(busyResponse(retryAfterMs));
   socket.end();
   return IGNORING_OWNER;
 }
 
+/** How long a TLS connection refused at accept may take over its TLS handshake before it is closed (ms; at most half the handshake deadline). */
+export const TLS_REFUSAL_TIMEOUT_MS = 1_000;
+
+/**
+ * Refuses a TLS connection with an answer: the TLS handshake completes, then SERVER_BUSY with `retryAfterMs` (less
+ * the time the TLS handshake took) and close, so the agent learns when to come back instead of backing off blindly.
+ * Costs a TLS handshake. Closed without an answer after `timeoutMs`; `done` is called once when the socket is gone.
+ */
+export function refuseAfterTls(socket: NetSocket, retryAfterMs: number, timeoutMs: number, done: () => void): SocketOwner {
+  const started = performance.now();
+  const timer = setTimeout(() => socket.terminate(), timeoutMs);
+  return {
+    onHandshake(ok) {
+      if (!ok) return void socket.terminate();
+      socket.write(busyResponse(Math.max(0, retryAfterMs - (performance.now() - started))));
+      socket.end();
+    },
+    onData() {},
+    onDrain() {},
+    onEnd() {},
+    onClose() {
+      clearTimeout(timer);
+      done();
+    },
+  };
+}
 
 /**
  * The source a penalty counts against: an IPv4 address itself (also when IPv4-mapped, `::ffff:192.0.2.1`), and for

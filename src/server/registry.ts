@@ -6,10 +6,12 @@
  * agent exactly its weight's share of new visitors; then the agent's ready connection with the fewest open streams.
  * (Dividing weights by load was tried: it skews shares toward the square root of the weights under concurrency.)
  * Raw hosts (plain MOSN agents' connections, SPEC.md §7) take part in the same choice, grouped by their name, an
- * agent counting as available while one of its raw connections is idle.
+ * agent counting as available while one of its raw connections is idle. The choice is indexed
+ * (server/cluster-hosts.ts): joins, leaves, drains and picks cost O(log n), not a scan of the cluster.
  */
 import type { Session } from "../mux/session.ts";
 import type { NetSocket, SocketOwner } from "../transport/tcp.ts";
+import { ClusterHosts } from "./cluster-hosts.ts";
 
 /** A data connection that joined a cluster (MOSN's "host"). */
 export interface Host {
@@ -56,145 +58,20 @@ export interface RawHost {
   close(): void;
 }
 
-interface AgentEntry {
-  hostName: string;
-  weight: number;
-  current: number;
-  hosts: Set<Host>;
-}
-
-interface RawEntry {
-  hostName: string;
-  weight: number;
-  current: number;
-  links: Set<RawHost>;
-  /** When its last connection closed (Date.now()). */
-  emptySince: number;
-}
-
-/** A raw agent without connections for this long is forgotten (its round-robin position with it). */
-const RAW_FORGET_MS = 60_000;
-
-/** One cluster's live hosts, grouped by agent. */
-class ClusterHosts {
-  readonly agents = new Map<string, AgentEntry>();
-
-  /** Raw hosts by name. */
-  readonly raws = new Map<string, RawEntry>();
-
-  /** Weights set at run time over an aside connection (they outlive reconnects). */
-  readonly weightOverrides = new Map<string, number>();
-
-  addRaw(link: RawHost): void {
-    let entry = this.raws.get(link.hostName);
-    if (entry === undefined) {
-      entry = { hostName: link.hostName, weight: link.weight, current: 0, links: new Set(), emptySince: 0 };
-      this.raws.set(link.hostName, entry);
-    }
-    entry.weight = link.weight;
-    entry.links.add(link);
-  }
-
-  /**
-   * Removes a raw connection. Its agent's entry stays while empty (a raw connection closes after every visitor and
-   * is dialled again: its round-robin position must survive that) and is dropped once empty for RAW_FORGET_MS.
-   */
-  removeRaw(link: RawHost, now = Date.now()): void {
-    const entry = this.raws.get(link.hostName);
-    if (entry === undefined) return;
-    entry.links.delete(link);
-    if (entry.links.size === 0) entry.emptySince = now;
-    for (const [name, e] of this.raws) if (e.links.size === 0 && now - e.emptySince > RAW_FORGET_MS) this.raws.delete(name);
-  }
-
-  add(host: Host): void {
-    let agent = this.agents.get(host.hostName);
-    if (agent === undefined) {
-      agent = { hostName: host.hostName, weight: host.weight, current: 0, hosts: new Set() };
-      this.agents.set(host.hostName, agent);
-    }
-    agent.weight = this.weightOverrides.get(host.hostName) ?? host.weight;
-    agent.hosts.add(host);
-  }
-
-  setWeight(hostName: string, weight: number): void {
-    this.weightOverrides.set(hostName, weight);
-    const agent = this.agents.get(hostName);
-    if (agent !== undefined) agent.weight = weight;
-  }
-
-  /** The weight in use for an agent (undefined if it has no live host). */
-  weightOf(hostName: string): number | undefined {
-    return this.agents.get(hostName)?.weight;
-  }
-
-  remove(host: Host): void {
-    const agent = this.agents.get(host.hostName);
-    if (agent === undefined) return;
-    agent.hosts.delete(host);
-    if (agent.hosts.size === 0) {
-      // Forget the agent, run-time weight included (its aside sends it again when it comes back).
-      this.agents.delete(host.hostName);
-      this.weightOverrides.delete(host.hostName);
-    }
-  }
-
-  pick(exclude: ReadonlySet<string> | null, raw: boolean): Host | RawHost | null {
-    let total = 0;
-    let best: AgentEntry | RawEntry | null = null;
-    let bestHost: Host | RawHost | null = null;
-    for (const entry of raw ? this.raws.values() : []) {
-      if (exclude !== null && exclude.has(entry.hostName)) continue;
-      let idle: RawHost | null = null;
-      for (const l of entry.links) {
-        if (l.idle) {
-          idle = l;
-          break;
-        }
-      }
-      if (idle === null) continue;
-      entry.current += entry.weight;
-      total += entry.weight;
-      if (best === null || entry.current > best.current) {
-        best = entry;
-        bestHost = idle;
-      }
-    }
-    for (const agent of this.agents.values()) {
-      if (exclude !== null && exclude.has(agent.hostName)) continue;
-      let ready: Host | null = null;
-      for (const h of agent.hosts) {
-        const s = h.session;
-        if (s.closed || s.draining) continue;
-        if (ready === null || s.activeStreams < ready.session.activeStreams) ready = h;
-      }
-      if (ready === null) continue;
-      agent.current += agent.weight;
-      total += agent.weight;
-      if (best === null || agent.current > best.current) {
-        best = agent;
-        bestHost = ready;
-      }
-    }
-    if (best !== null) best.current -= total;
-    return bestHost;
-  }
-}
-
 function slotKey(h: Host): string {
   return `${h.cluster}\u0000${h.hostName}\u0000${h.slot}\u0000${h.instance}`;
 }
 
 /** All clusters' hosts on this server. */
 export class Registry {
-  private readonly clusters = new Map<string, ClusterHosts>();
+  private readonly clusters = new Map<string, ClusterHosts<Host, RawHost>>();
   /** Hosts by (cluster, host name, slot, instance): a reconnecting agent replaces its stale connection at once. */
   private readonly bySlot = new Map<string, Host>();
   readonly byId = new Map<string, Host>();
   private readonly rawById = new Map<string, RawHost>();
 
   constructor(clusterNames: Iterable<string>) {
-    for (const name of clusterNames) this.clusters.set(name, new ClusterHosts());
+    for (const name of clusterNames) this.clusters.set(name, new ClusterHosts<Host, RawHost>());
   }
 
   /** True if the cluster is configured. */
@@ -250,6 +127,14 @@ export class Registry {
     this.byId.delete(host.connectionId);
     if (this.bySlot.get(slotKey(host)) === host) this.bySlot.delete(slotKey(host));
     this.clusters.get(host.cluster)?.remove(host);
+  }
+
+  /**
+   * A host stopped taking new streams (its session is draining or closed): the session's `onUnready` event. The
+   * choice relies on it (it does not look at every session per pick). Idempotent; ignores hosts not registered.
+   */
+  unready(host: Host): void {
+    if (this.byId.get(host.connectionId) === host) this.clusters.get(host.cluster)?.unready(host);
   }
 
   /** Sets an agent's weight in a cluster (from its aside connection). */

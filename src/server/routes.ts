@@ -11,6 +11,7 @@ import { IGNORING_OWNER, type NetSocket, type SocketOwner } from "../transport/t
 import { listen, type Listener } from "../transport/listener.ts";
 import { logger } from "../log.ts";
 import type { Registry } from "./registry.ts";
+import type { ConnectionCap } from "../transport/connection-cap.ts";
 import type { ServerStats } from "./stats.ts";
 import { RouteTarget } from "./route-target.ts";
 import { NameTable } from "./name-table.ts";
@@ -28,7 +29,7 @@ export interface OpenedRoutes {
  * Binds a listener per TCP listen address (UDP routes are udp-route.ts's; their ports stay 0 here). Throws TunnelError
  * ERR_LISTEN (already bound ones are stopped).
  */
-export function openRoutes(config: ServerConfig, registry: Registry, stats: ServerStats): OpenedRoutes {
+export function openRoutes(config: ServerConfig, registry: Registry, stats: ServerStats, cap?: ConnectionCap): OpenedRoutes {
   const listeners: Listener[] = [];
   const routePorts: number[] = config.routes.map(() => 0);
   try {
@@ -36,7 +37,7 @@ export function openRoutes(config: ServerConfig, registry: Registry, stats: Serv
       const targets = group.map((r) => new RouteTarget(r, config.routes.indexOf(r), registry, stats));
       const first = targets[0] as RouteTarget;
       const named = targets.some((t) => t.route.match !== null);
-      const listener = named ? listenByName(config, targets, stats) : listenPlain(first);
+      const listener = named ? listenByName(config, targets, stats, cap) : listenPlain(first, cap, config.reusePort);
       for (const t of targets) {
         t.boundPort = listener.port;
         routePorts[t.index] = listener.port;
@@ -58,11 +59,13 @@ function gone(socket: NetSocket): boolean {
 }
 
 /** One route alone on its address: every visitor goes to it. */
-function listenPlain(target: RouteTarget): Listener {
+function listenPlain(target: RouteTarget, cap: ConnectionCap | undefined, reusePort: boolean): Listener {
   const { listen: at } = target.route;
   return listen({
     host: at.host,
     port: at.port,
+    cap,
+    reusePort,
     onHandlerError: (e) => log.error("visitor socket handler failed", { route: target.label, error: e }),
     accept(socket: NetSocket): SocketOwner {
       if (gone(socket)) return IGNORING_OWNER;
@@ -75,7 +78,7 @@ function listenPlain(target: RouteTarget): Listener {
 }
 
 /** Routes sharing an address by name: each visitor is read by a NameSniffer until its route is known. */
-function listenByName(config: ServerConfig, targets: RouteTarget[], stats: ServerStats): Listener {
+function listenByName(config: ServerConfig, targets: RouteTarget[], stats: ServerStats, cap: ConnectionCap | undefined): Listener {
   const table = new NameTable<RouteTarget>();
   for (const t of targets) table.add(t.route.match?.name ?? null, t);
   const at = (targets[0] as RouteTarget).route.listen;
@@ -91,6 +94,8 @@ function listenByName(config: ServerConfig, targets: RouteTarget[], stats: Serve
   const listener = listen({
     host: at.host,
     port: at.port,
+    cap,
+    reusePort: config.reusePort,
     onHandlerError: (e) => log.error("visitor socket handler failed", { listen: routing.listen, error: e }),
     accept(socket: NetSocket): SocketOwner {
       if (gone(socket)) return IGNORING_OWNER;

@@ -9,7 +9,8 @@ import type { Listener } from "../transport/listener.ts";
 import { serverTls, tlsFiles, type ServerTls } from "../transport/tls.ts";
 import { watchTlsFiles, type TlsReload } from "../transport/tls-reload.ts";
 import { logger } from "../log.ts";
-import { agentGate, listenForAgents, listenForWsAgents } from "./agent-listeners.ts";
+import { agentGate, listenForAgents, listenForWsAgents, type AgentGate } from "./agent-listeners.ts";
+import { ConnectionCap, FD_HEADROOM, defaultConnectionCap, openFileLimit } from "../transport/connection-cap.ts";
 import { Registry } from "./registry.ts";
 import { Admission } from "./admission.ts";
 import { MosnAgents } from "./mosn-agents.ts";
@@ -31,6 +32,8 @@ export interface ServerHandle {
   readonly stats: ServerStats;
   /** The UDP routes (`/udp`), in TUNNEL_ROUTES order. */
   readonly udpRoutes: readonly UdpRoute[];
+  /** Open accepted connections (agents and visitors) and their cap, TUNNEL_MAX_CONNECTIONS (Infinity: none). */
+  readonly connections: { readonly open: number; readonly limit: number };
   /** Bound port of the admin endpoint, or null when it is off. */
   readonly adminPort: number | null;
   /** True once close() was called (listeners stop taking connections). */
@@ -49,11 +52,14 @@ export interface ServerOptions {
 export async function startServer(config: ServerConfig, opts: ServerOptions = {}): Promise<ServerHandle> {
   const clusters = new Map<string, ClusterConfig>(config.clusters.map((c) => [c.name, c]));
   const registry = new Registry(clusters.keys());
-  const stats = new ServerStats();
+  const stats = new ServerStats(config.metricsPerAgent);
+  const fdLimit = openFileLimit();
+  const cap = new ConnectionCap(config.maxConnections ?? defaultConnectionCap(fdLimit), () => stats.limitHit("connections"));
   const idPrefix = randomBytes(3).toString("hex");
   const admission = new Admission(config, registry, stats, idPrefix);
   const mosn = new MosnAgents(registry, stats, config.accessLog, idPrefix);
   let agentListener: Listener | null = null;
+  let gate: AgentGate | null = null;
   let wsListener: Listener | null = null;
   const reload = config.tls ? reloadTls(config, () => [agentListener, config.wsTls ? wsListener : null]) : null;
   let opened: OpenedRoutes | null = null;
@@ -61,10 +67,10 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
   const udpRoutes: UdpRoute[] = [];
   try {
     tls = config.tls ? await serverTls(config) : undefined;
-    const gate = agentGate(config, clusters, stats, admission, mosn);
-    agentListener = listenForAgents(config, tls?.options, gate);
-    wsListener = listenForWsAgents(config, tls?.options, gate);
-    opened = openRoutes(config, registry, stats);
+    gate = agentGate(config, clusters, stats, admission, mosn);
+    agentListener = listenForAgents(config, tls?.options, gate, cap);
+    wsListener = listenForWsAgents(config, tls?.options, gate, cap);
+    opened = openRoutes(config, registry, stats, cap);
     for (const [i, r] of config.routes.entries()) {
       if (r.protocol !== "udp") continue;
       const udp = await UdpRoute.open(r, config, registry, stats);
@@ -73,6 +79,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     }
   } catch (e) {
     reload?.stop();
+    gate?.stop();
     agentListener?.stop(true);
     wsListener?.stop(true);
     for (const l of opened?.listeners ?? []) l.stop(true);
@@ -80,7 +87,9 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     throw e;
   }
   const routes = opened;
+  const agentGateOpen = gate;
   logListening(config, tls, agentListener, wsListener, routes);
+  logConnectionCap(config, cap, fdLimit);
 
   let closing: Promise<void> | null = null;
   let admin: { readonly port: number; stop(): Promise<void> } | null = null;
@@ -93,6 +102,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     registry,
     stats,
     udpRoutes,
+    connections: cap,
     get adminPort() {
       return admin?.port ?? null;
     },
@@ -102,7 +112,7 @@ export async function startServer(config: ServerConfig, opts: ServerOptions = {}
     close(graceful = false) {
       reload?.stop();
       for (const u of udpRoutes) u.close();
-      closing ??= closeServer(config, registry, ws === null ? [listener] : [listener, ws], routes.listeners, graceful).then(() => admin?.stop());
+      closing ??= closeServer(config, registry, agentGateOpen, ws === null ? [listener] : [listener, ws], routes.listeners, graceful).then(() => admin?.stop());
       return closing;
     },
   };
@@ -134,6 +144,15 @@ function logListening(config: ServerConfig, tls: ServerTls | undefined, agents: 
   });
 }
 
+/** The startup line of the connection cap: the open-file limit and the cap (warned when there is none). */
+function logConnectionCap(config: ServerConfig, cap: ConnectionCap, fdLimit: number | null): void {
+  const fields = { maxConnections: Number.isFinite(cap.limit) ? cap.limit : "none", openFileLimit: fdLimit ?? "unknown" };
+  if (!Number.isFinite(cap.limit)) log.warn("open-file limit unknown: no connection cap; set TUNNEL_MAX_CONNECTIONS", fields);
+  else if (fdLimit !== null && config.maxConnections !== null && cap.limit > fdLimit - FD_HEADROOM) {
+    log.warn("TUNNEL_MAX_CONNECTIONS is near or above the open-file limit: the process may run out of descriptors", fields);
+  } else log.info("connection cap", fields);
+}
+
 /**
  * Certificate reload (transport/tls-reload.ts): changed TUNNEL_TLS_CERT, _KEY or _CLIENT_CA files go to the
  * agent listener for new connections. Started before the files are first read (see watchTlsFiles).
@@ -150,10 +169,15 @@ function reloadTls(config: ServerConfig, listeners: () => (Listener | null)[]): 
   });
 }
 
-/** Stops the listeners; graceful: GOAWAY and wait (bounded) for in-flight streams; then closes every session. */
-async function closeServer(config: ServerConfig, registry: Registry, agentListeners: Listener[], routes: Listener[], graceful: boolean): Promise<void> {
+/**
+ * Stops the listeners; graceful: the agent listeners stay open until the end, refusing every new connection with a
+ * retry time (a replacement process bound with SO_REUSEPORT takes its share meanwhile), GOAWAY on every session and
+ * a bounded wait for in-flight streams; then closes every session.
+ */
+async function closeServer(config: ServerConfig, registry: Registry, gate: AgentGate, agentListeners: Listener[], routes: Listener[], graceful: boolean): Promise<void> {
   for (const r of routes) r.stop(false);
-  for (const l of agentListeners) l.stop(false);
+  gate.refuseAll();
+  if (!graceful) for (const l of agentListeners) l.stop(false);
   const sessions = [...registry.hosts()].map((h) => h.session);
   if (graceful) {
     for (const s of sessions) s.goAway(WireCode.SHUTTING_DOWN);
@@ -165,6 +189,7 @@ async function closeServer(config: ServerConfig, registry: Registry, agentListen
   for (const s of sessions) s.close();
   // Let closed sessions write their last frames and see the agents' FIN before the listener kills sockets.
   await Promise.race([Promise.all(sessions.map((s) => s.gone)), Bun.sleep(2_000)]);
+  gate.stop();
   for (const l of agentListeners) l.stop(true);
   for (const r of routes) r.stop(true);
 }

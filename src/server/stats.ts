@@ -41,7 +41,7 @@ export class ServerStats {
   readonly rawHosts = new Set<RawHost>();
   /** Ended raw visitors of each live raw host (its one visitor, once done). */
   readonly endedByRaw = new WeakMap<RawHost, StreamTally>();
-  /** Ended streams by `route\0agent host name` (route: `cluster/service`). */
+  /** Ended streams by `route\0agent host name` (route: `cluster/service`; agent "" unless perAgent). */
   readonly endedByRouteAgent = new Map<string, StreamTally>();
   /** Ended streams of each live data connection. */
   readonly endedByHost = new WeakMap<Host, StreamTally>();
@@ -49,7 +49,7 @@ export class ServerStats {
   readonly resetsByRouteCode = new Map<string, number>();
   /** OPEN → ACK (target connected), seconds, by route. */
   readonly openSeconds = new Map<string, Histogram>();
-  /** Heartbeat round trip, seconds, by `cluster\0agent host name`. */
+  /** Heartbeat round trip, seconds, by `cluster\0agent host name` (agent "" unless perAgent). */
   readonly rttSeconds = new Map<string, Histogram>();
   /** Visitors of shared listen addresses given to a route by name (or as its default), by route index. */
   readonly routedByIndex = new Map<number, number>();
@@ -65,55 +65,84 @@ export class ServerStats {
   /** Routes already warned about a service of the other protocol (logged once per route). */
   private readonly mismatchWarned = new Set<string>();
 
-  /** When each agent (`cluster\0host name`) lost its last data connection. */
+  /**
+   * When each agent (`cluster\0host name`) lost its last connection, oldest first (a key is deleted when its agent
+   * comes back and appended when it goes), so forgetting stops at the first agent not due yet.
+   */
   private readonly agentGoneAt = new Map<string, number>();
+  /** Live connections (data and raw) per agent `cluster\0host name`: join and leave are O(1). */
+  private readonly agentConnections = new Map<string, number>();
+  /** The endedByRouteAgent keys of each agent, so that forgetting one does not scan the others'. */
+  private readonly keysByAgent = new Map<string, Set<string>>();
+
+  /**
+   * `perAgent` (TUNNEL_METRICS_PER_AGENT): per-agent tallies and round trips; off, they are kept per route and per
+   * cluster only (agent "" in the keys), so memory and /metrics do not grow with the number of agents.
+   */
+  constructor(readonly perAgent = true) {}
 
   hostJoined(host: Host, now = Date.now()): void {
+    if (!this.hosts.has(host)) this.joined(host, now);
     this.hosts.add(host);
-    this.agentGoneAt.delete(`${host.cluster}\u0000${host.hostName}`);
-    this.forgetGoneAgents(now);
   }
 
   hostLeft(host: Host, now = Date.now()): void {
-    this.hosts.delete(host);
-    this.maybeGone(host, now);
+    if (this.hosts.delete(host)) this.left(host, now);
   }
 
   rawJoined(link: RawHost, now = Date.now()): void {
+    if (!this.rawHosts.has(link)) this.joined(link, now);
     this.rawHosts.add(link);
-    this.agentGoneAt.delete(`${link.cluster}\u0000${link.hostName}`);
-    this.forgetGoneAgents(now);
   }
 
   rawLeft(link: RawHost, now = Date.now()): void {
-    this.rawHosts.delete(link);
-    this.maybeGone(link, now);
+    if (this.rawHosts.delete(link)) this.left(link, now);
+  }
+
+  private joined(c: { cluster: string; hostName: string }, now: number): void {
+    const key = `${c.cluster}\u0000${c.hostName}`;
+    this.agentConnections.set(key, (this.agentConnections.get(key) ?? 0) + 1);
+    this.agentGoneAt.delete(key);
+    this.forgetGoneAgents(now);
   }
 
   /** Notes when an agent lost its last connection of either kind. */
-  private maybeGone(gone: { cluster: string; hostName: string }, now: number): void {
-    let last = true;
-    for (const h of this.hosts) if (h.cluster === gone.cluster && h.hostName === gone.hostName) last = false;
-    for (const h of this.rawHosts) if (h.cluster === gone.cluster && h.hostName === gone.hostName) last = false;
-    if (last) this.agentGoneAt.set(`${gone.cluster}\u0000${gone.hostName}`, now);
+  private left(gone: { cluster: string; hostName: string }, now: number): void {
+    const key = `${gone.cluster}\u0000${gone.hostName}`;
+    const n = (this.agentConnections.get(key) ?? 1) - 1;
+    if (n > 0) this.agentConnections.set(key, n);
+    else {
+      this.agentConnections.delete(key);
+      this.agentGoneAt.delete(key);
+      this.agentGoneAt.set(key, now);
+    }
     this.forgetGoneAgents(now);
   }
 
   /** Drops the per-agent counters of agents gone for FORGET_AGENT_MS (checked on connection events, no timer). */
   private forgetGoneAgents(now: number): void {
     for (const [key, at] of this.agentGoneAt) {
-      if (now - at < FORGET_AGENT_MS) continue;
+      if (now - at < FORGET_AGENT_MS) return;
       this.agentGoneAt.delete(key);
-      this.rttSeconds.delete(key);
-      const [cluster, hostName] = key.split("\u0000");
-      for (const k of this.endedByRouteAgent.keys()) {
-        if (k.startsWith(`${cluster}/`) && k.endsWith(`\u0000${hostName}`)) this.endedByRouteAgent.delete(k);
-      }
+      if (this.perAgent) this.rttSeconds.delete(key);
+      for (const k of this.keysByAgent.get(key) ?? []) this.endedByRouteAgent.delete(k);
+      this.keysByAgent.delete(key);
     }
   }
 
+  /** The tally key of a route and an agent (agent "" without per-agent metrics). */
+  private routeAgentKey(label: string, cluster: string, hostName: string): string {
+    if (!this.perAgent) return `${label}\u0000`;
+    const key = `${label}\u0000${hostName}`;
+    const agent = `${cluster}\u0000${hostName}`;
+    let keys = this.keysByAgent.get(agent);
+    if (keys === undefined) this.keysByAgent.set(agent, (keys = new Set()));
+    keys.add(key);
+    return key;
+  }
+
   rtt(host: Host, ms: number): void {
-    histogramOf(this.rttSeconds, `${host.cluster}\u0000${host.hostName}`).observe(ms / 1000);
+    histogramOf(this.rttSeconds, `${host.cluster}\u0000${this.perAgent ? host.hostName : ""}`).observe(ms / 1000);
   }
 
   handshake(status: number | null): void {
@@ -159,7 +188,7 @@ export class ServerStats {
     this.streamsActive--;
     this.bytesOut += up;
     this.bytesIn += down;
-    addTally(this.endedByRouteAgent, `${label}\u0000${link.hostName}`, up, down);
+    addTally(this.endedByRouteAgent, this.routeAgentKey(label, link.cluster, link.hostName), up, down);
     addTally(this.endedByRaw, link, up, down);
     if (!accessLog) return;
     const slash = label.indexOf("/");
@@ -207,7 +236,7 @@ export class ServerStats {
       this.resetsByRouteCode.set(key, (this.resetsByRouteCode.get(key) ?? 0) + 1);
     }
     if (host !== null) {
-      addTally(this.endedByRouteAgent, `${stream.label}\u0000${host.hostName}`, stream.bytesOut, stream.bytesIn);
+      addTally(this.endedByRouteAgent, this.routeAgentKey(stream.label, host.cluster, host.hostName), stream.bytesOut, stream.bytesIn);
       addTally(this.endedByHost, host, stream.bytesOut, stream.bytesIn);
     }
     if (accessLog) {

@@ -2,6 +2,7 @@
 import type { TCPSocketListener, TLSOptions } from "bun";
 import { TunnelError } from "../errors.ts";
 import { handlersFor, handshake, type NetSocket, type SocketOwner, type SocketSlot } from "./tcp.ts";
+import type { ConnectionCap } from "./connection-cap.ts";
 
 /**
  * Hooks for a listener: `accept` returns the owner of a new socket, or null to refuse (socket is closed). With
@@ -15,6 +16,14 @@ export interface ListenOptions {
   accept(socket: NetSocket): SocketOwner | null;
   /** Called when a handler threw (our bug) before the socket is terminated. */
   onHandlerError?(error: Error): void;
+  /** Open connections at most, shared with other listeners (TUNNEL_MAX_CONNECTIONS): past it, closed at accept. */
+  cap?: ConnectionCap | undefined;
+  /**
+   * Bind with SO_REUSEPORT: another process (of the same user) may bind the same address meanwhile, and the kernel
+   * spreads new connections over both (a rolling restart). Bun.listen takes `reusePort` though bun-types lists it
+   * only for connect (measured: bound twice with it, EADDRINUSE without).
+   */
+  reusePort?: boolean;
 }
 
 /** A bound listener. */
@@ -34,11 +43,12 @@ export interface Listener {
 
 /** Binds a listener. Throws TunnelError ERR_LISTEN if the address cannot be bound. */
 export function listen(opts: ListenOptions): Listener {
-  const plain = handlersFor(opts.accept, opts.onHandlerError);
+  const plain = handlersFor(opts.accept, opts.onHandlerError, opts.cap);
   const socket = opts.tls ? { ...plain, handshake } : plain;
   const bind = (port: number, tls: TLSOptions | undefined): TCPSocketListener<SocketSlot> => {
     try {
-      return Bun.listen<SocketSlot>({ hostname: opts.host, port, allowHalfOpen: true, ...(tls ? { tls } : {}), socket });
+      const reuse = opts.reusePort === true ? { reusePort: true } : {};
+      return Bun.listen<SocketSlot>({ hostname: opts.host, port, allowHalfOpen: true, ...(tls ? { tls } : {}), ...reuse, socket });
     } catch (e) {
       throw new TunnelError("ERR_LISTEN", `cannot listen on ${opts.host}:${port}: ${(e as Error).message}`, { cause: e });
     }

@@ -5,6 +5,8 @@
  */
 import type { Socket, TLSOptions } from "bun";
 import { TunnelError } from "../errors.ts";
+import type { ConnectionCap } from "./connection-cap.ts";
+import { CERTIFICATE_CHECK_CODES } from "./certificate-codes.ts";
 
 /** Receives the events of one socket. Methods must not throw (a throw is treated as a bug: the socket is killed). */
 export interface SocketOwner {
@@ -32,6 +34,8 @@ export interface SocketSlot {
   owner: SocketOwner | null;
   /** Set by a connect that timed out: the late socket is killed on open. */
   abandoned?: boolean;
+  /** The cap this accepted socket holds a slot of (released when it closes). */
+  cap?: ConnectionCap;
   /** A TLS connect waiting for its handshake (see {@link connect}). */
   connecting?: { handshake(s: NetSocket, ok: boolean, error: Error | null): void; closed(error?: Error): void };
 }
@@ -46,10 +50,14 @@ export function handshake(s: NetSocket, ok: boolean, error: Error | null): void 
   else s.data?.owner?.onHandshake?.(ok, error ?? null);
 }
 
-/** The socket handlers of a listener (`accept` set) or of client sockets (null), shared by all their sockets. */
+/**
+ * The socket handlers of a listener (`accept` set) or of client sockets (null), shared by all their sockets. With
+ * `cap`, an accepted socket takes a slot first (or is closed at once, before `accept`) and gives it back on close.
+ */
 export function handlersFor(
   accept: ((s: NetSocket) => SocketOwner | null) | null,
   onHandlerError?: (error: Error) => void,
+  cap?: ConnectionCap,
 ) {
   return {
     binaryType: "uint8array" as const,
@@ -60,12 +68,17 @@ export function handlersFor(
       }
       s.setNoDelay(true);
       if (accept) {
-        const owner = accept(s);
-        if (owner === null) {
+        if (cap !== undefined && !cap.tryAcquire()) {
           s.terminate();
           return;
         }
-        s.data = { owner };
+        const owner = accept(s);
+        if (owner === null) {
+          cap?.release();
+          s.terminate();
+          return;
+        }
+        s.data = cap !== undefined ? { owner, cap } : { owner };
       }
     },
     data(s: NetSocket, chunk: Uint8Array) {
@@ -78,6 +91,11 @@ export function handlersFor(
       s.data?.owner?.onEnd();
     },
     close(s: NetSocket, error?: Error) {
+      const held = s.data?.cap;
+      if (held !== undefined) {
+        s.data.cap = undefined;
+        held.release();
+      }
       const connecting = s.data?.connecting;
       if (connecting) {
         s.data.connecting = undefined;
@@ -173,18 +191,6 @@ export function startTls(raw: NetSocket, opts: ConnectOptions & { tls: DialTls }
     }
   });
 }
-
-/**
- * The codes of certificate-path and name checks (X509_V_ERR_* as Node and Bun name them, and the name mismatch):
- * errors of checks a `verifyServer` replaces, not of the TLS handshake itself (test/security/bun-tls-facts.test.ts).
- */
-const CERTIFICATE_CHECK_CODES: ReadonlySet<string> = new Set([
-  "UNABLE_TO_GET_ISSUER_CERT", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY", "CERT_SIGNATURE_FAILURE", "CERT_NOT_YET_VALID", "CERT_HAS_EXPIRED",
-  "ERROR_IN_CERT_NOT_BEFORE_FIELD", "ERROR_IN_CERT_NOT_AFTER_FIELD", "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN", "CERT_CHAIN_TOO_LONG", "INVALID_CA", "PATH_LENGTH_EXCEEDED", "INVALID_PURPOSE",
-  "CERT_UNTRUSTED", "CERT_REJECTED", "HOSTNAME_MISMATCH", "ERR_TLS_CERT_ALTNAME_INVALID",
-]);
 
 /** One {@link connect} in progress: settles its promise exactly once (connected, refused, TLS failure, timeout). */
 class Dial {

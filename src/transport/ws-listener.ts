@@ -14,6 +14,7 @@ import type { TLSOptions } from "bun";
 import { HeadReader, field, hasToken, httpRefusal, parseHead, switchingProtocols, type HttpHead } from "../protocol/http-upgrade.ts";
 import { clientAddress, inCidrs, type Cidr } from "../protocol/forwarded.ts";
 import { listen, type Listener } from "./listener.ts";
+import type { ConnectionCap } from "./connection-cap.ts";
 import { IGNORING_OWNER, type NetSocket, type SocketOwner } from "./tcp.ts";
 import { WsSocket } from "./ws-socket.ts";
 
@@ -58,6 +59,10 @@ export interface WsListenOptions {
   /** Every request the listener answered itself (or dropped at the deadline). */
   onRefused?(refusal: WsRefusal): void;
   onHandlerError?(error: Error): void;
+  /** Open connections at most, shared with other listeners (see ListenOptions.cap). */
+  cap?: ConnectionCap | undefined;
+  /** Bind with SO_REUSEPORT (see ListenOptions.reusePort). */
+  reusePort?: boolean;
 }
 
 /** Binds the WebSocket listener. Throws TunnelError ERR_LISTEN. */
@@ -66,6 +71,8 @@ export function listenWebSocket(opts: WsListenOptions): Listener {
     host: opts.host,
     port: opts.port,
     tls: opts.tls,
+    cap: opts.cap,
+    reusePort: opts.reusePort === true,
     ...(opts.onHandlerError ? { onHandlerError: opts.onHandlerError } : {}),
     accept: (raw) => {
       const held = opts.hold?.(raw.remoteAddress, !inCidrs(raw.remoteAddress, opts.trustedProxies)) ?? (() => {});

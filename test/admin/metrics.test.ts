@@ -133,6 +133,32 @@ async function foreignHandshake(port: number): Promise<void> {
   await done;
 }
 
+test("by default the server's series are per cluster and route: no agent label, the same totals", async () => {
+  const srv = await server({
+    TUNNEL_CLUSTERS: "edge=none",
+    TUNNEL_ROUTES: "127.0.0.1:0=edge/echo",
+    TUNNEL_ADMIN_LISTEN: "0",
+    TUNNEL_HEARTBEAT_INTERVAL_MS: "20",
+    TUNNEL_HEARTBEAT_TIMEOUT_MS: "5000",
+  });
+  for (const name of ["edge-1", "edge-2"]) {
+    await agent(srv, { TUNNEL_CLUSTER: "edge", TUNNEL_HOSTNAME: name, TUNNEL_SERVICES: `echo=127.0.0.1:${echo.port}`, TUNNEL_HEARTBEAT_INTERVAL_MS: "20" });
+  }
+  for (let i = 0; i < 4; i++) expect((await runVisitor({ port: srv.routePorts[0] as number, seed: i, sendBytes: 1000 })).ok).toBe(true);
+  await waitFor(() => srv.stats.streamsActive === 0 && srv.stats.rttSeconds.size > 0, "streams to end and a round trip");
+  const s = await scrape(srv.adminPort);
+  for (const [name, family] of s) {
+    if (!name.startsWith("backchannel_server_")) continue;
+    for (const sample of family.samples) expect(Object.keys(sample.labels)).not.toContain("agent");
+  }
+  expect(sampleValue(s, "backchannel_server_agents", { cluster: "edge" })).toBe(2);
+  expect(sampleValue(s, "backchannel_server_connections", { cluster: "edge", state: "ready" })).toBe(4);
+  expect(sampleValue(s, "backchannel_server_streams_total", { cluster: "edge", service: "echo" })).toBe(4);
+  expect(sampleValue(s, "backchannel_server_stream_bytes_total", { cluster: "edge", service: "echo", direction: "upstream" })).toBe(4000);
+  expect(sampleValue(s, "backchannel_server_heartbeat_rtt_seconds_count", { cluster: "edge" })).toBeGreaterThan(0);
+  expect(sampleValue(s, "backchannel_server_limit_hits_total", { limit: "connections" })).toBe(0);
+});
+
 test("after known traffic both roles report exact counters, and open streams live", async () => {
   const dead = startCountingServer();
   const deadPort = dead.port;
@@ -143,6 +169,7 @@ test("after known traffic both roles report exact counters, and open streams liv
     TUNNEL_ADMIN_LISTEN: "0",
     TUNNEL_HEARTBEAT_INTERVAL_MS: "20",
     TUNNEL_HEARTBEAT_TIMEOUT_MS: "5000",
+    TUNNEL_METRICS_PER_AGENT: "on",
   });
   const a = await agent(srv, {
     TUNNEL_CLUSTER: "edge",

@@ -48,7 +48,7 @@ const hostsOf = (s: ServerStatus, name: string) => s.clusters.flatMap((c) => c.h
 
 test("an agent joining, draining with a stream in flight, and leaving, as /api/status shows it", async () => {
   const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ROUTES: "127.0.0.1:0=edge/echo", TUNNEL_ADMIN_LISTEN: "0" });
-  expect((await status<ServerStatus>(srv.adminPort)).clusters).toEqual([{ name: "edge", policy: "none", hosts: [] } as never]);
+  expect((await status<ServerStatus>(srv.adminPort)).clusters).toEqual([{ name: "edge", policy: "none", agents: 0, hostsTotal: 0, hostsOffset: 0, hosts: [] } as never]);
 
   const a = await agent(srv, {
     TUNNEL_CLUSTER: "edge",
@@ -92,6 +92,25 @@ test("an agent joining, draining with a stream in flight, and leaving, as /api/s
   expect(a.adminPort).not.toBeNull();
   expect(await get(a.adminPort, "/healthz").catch(() => "refused")).toBe("refused"); // admin stopped with the agent
 }, 30_000);
+
+test("/api/status pages each cluster's hosts: ?offset= and ?limit=, with totals; bad values fall back", async () => {
+  const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ROUTES: "127.0.0.1:0=edge/echo", TUNNEL_ADMIN_LISTEN: "0" });
+  await agent(srv, { TUNNEL_CLUSTER: "edge", TUNNEL_HOSTNAME: "edge-a", TUNNEL_SERVICES: `echo=127.0.0.1:${echo.port}`, TUNNEL_CONNECTIONS: "3" });
+  await agent(srv, { TUNNEL_CLUSTER: "edge", TUNNEL_HOSTNAME: "edge-b", TUNNEL_SERVICES: `echo=127.0.0.1:${echo.port}`, TUNNEL_CONNECTIONS: "2" });
+  type Paged = { clusters: { agents: number; hostsTotal: number; hostsOffset: number; hosts: HostStatus[] }[] };
+  const page = async (q: string) => (await (await get(srv.adminPort, `/api/status${q}`)).json()) as Paged;
+  const all = await page("");
+  expect(all.clusters[0]).toMatchObject({ agents: 2, hostsTotal: 5, hostsOffset: 0 });
+  expect(all.clusters[0]?.hosts.length).toBe(5);
+  const first = await page("?limit=2");
+  const rest = await page("?offset=2&limit=10");
+  expect(first.clusters[0]?.hosts.length).toBe(2);
+  expect(rest.clusters[0]).toMatchObject({ hostsTotal: 5, hostsOffset: 2 });
+  const ids = [...(first.clusters[0]?.hosts ?? []), ...(rest.clusters[0]?.hosts ?? [])].map((h) => h.connectionId);
+  expect(new Set(ids)).toEqual(new Set(all.clusters[0]?.hosts.map((h) => h.connectionId)));
+  expect((await page("?offset=99")).clusters[0]?.hosts).toEqual([]);
+  expect((await page("?limit=-1&offset=x")).clusters[0]?.hosts.length).toBe(5);
+});
 
 test("/healthz and /readyz: the agent is ready only with a connection to every server", async () => {
   const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ADMIN_LISTEN: "0" });

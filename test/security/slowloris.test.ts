@@ -112,11 +112,12 @@ describe("idle connections are closed by the handshake deadline while a real age
 });
 
 describe("pending-handshake caps refuse the excess at once", () => {
-  test("per source address: TCP excess answered SERVER_BUSY at once, TLS excess closed at once", async () => {
+  test("per source address once half the slots are taken: TCP excess answered SERVER_BUSY at once, idle TLS excess closed early", async () => {
     for (const mode of ["tcp", "tls"] as const) {
       const srv = await serverProcess({
         ...(mode === "tls" ? serverTlsEnv() : { TUNNEL_TLS: "off" }),
-        TUNNEL_MAX_PENDING_HANDSHAKES: "1024",
+        // The per-address cap holds while slots are scarce (half of the 40 taken), so 20 from this address.
+        TUNNEL_MAX_PENDING_HANDSHAKES: "40",
         TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: "20",
       });
       const results = await Promise.all(await idleConnections(srv.agentPort, 50));
@@ -124,8 +125,12 @@ describe("pending-handshake caps refuse the excess at once", () => {
       const late = results.filter((r) => r.closedAfterMs >= DEADLINE_MS - 50);
       expect(late.length).toBe(20);
       expect(early.length).toBe(30);
-      // Plaintext: the busy response (status 17 with retry_after_ms) is 43 bytes; TLS: nothing can be said.
-      for (const r of early) expect(r.received).toBe(mode === "tcp" ? 43 : 0);
+      // Plaintext: the busy response (status 17 with a retry_after_ms of 3 to 5 digits) is 42..44 bytes. TLS: an idle
+      // peer never finishes its TLS handshake, so the answer (written after it) never comes: closed at the refusal timeout.
+      for (const r of early) {
+        if (mode === "tcp") expect(r.received >= 42 && r.received <= 44).toBe(true);
+        else expect(r.received).toBe(0);
+      }
     }
   }, 30_000);
 

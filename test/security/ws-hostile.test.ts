@@ -148,7 +148,8 @@ describe("WebSocket listener, hostile peers", () => {
 
   test("connections still sending their upgrade request count as pending handshakes: over the per-address cap, 503 at once", async () => {
     // A long deadline: without the cap, each of these would hold its socket and up to 8 KiB of head for all of it.
-    const srv = await setup({ TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: "4", TUNNEL_HANDSHAKE_TIMEOUT_MS: "20000" });
+    // The per-address cap binds while pending slots are scarce (half the total taken: 4 of 8, SPEC §1.2.1).
+    const srv = await setup({ TUNNEL_MAX_PENDING_HANDSHAKES: "8", TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: "4", TUNNEL_HANDSHAKE_TIMEOUT_MS: "20000" });
     const slow: Raw[] = [];
     for (let i = 0; i < 4; i++) {
       const c = await rawClient(srv.wsPort as number);
@@ -182,7 +183,8 @@ describe("WebSocket listener, hostile peers", () => {
   test("1,000 idle upgrades: each closed by the deadline (or refused 503 over the per-address cap), the process fine", async () => {
     // A longer deadline: opening 1,000 connections takes a while on a loaded 2-core machine.
     const deadline = 4_000;
-    const srv = await setup({ TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: "500", TUNNEL_HANDSHAKE_TIMEOUT_MS: String(deadline) });
+    // The per-address cap holds once half the 1,000 slots are taken: 500 from this address.
+    const srv = await setup({ TUNNEL_MAX_PENDING_HANDSHAKES: "1000", TUNNEL_MAX_PENDING_HANDSHAKES_PER_IP: "500", TUNNEL_HANDSHAKE_TIMEOUT_MS: String(deadline) });
     const clients = await Promise.all(Array.from({ length: 1000 }, () => rawClient(srv.wsPort as number)));
     for (const c of clients) c.write(upgrade("/backchannel"));
     const times = await Promise.all(clients.map((c) => c.closed));
@@ -193,7 +195,10 @@ describe("WebSocket listener, hostile peers", () => {
     expect(upgraded).toBeLessThanOrEqual(500);
     expect(upgraded).toBeGreaterThan(0);
     expect(Math.max(...times)).toBeLessThan(deadline + 5_000);
-    expect(clients.find((c) => c.text().startsWith("HTTP/1.1 503"))?.text()).toContain("Retry-After: 1");
+    // The retry time in whole seconds (SERVER_BUSY's retry_after_ms rounded up: SPEC.md §1.2.1).
+    const retryAfter = /\r\nRetry-After: (\d+)\r\n/.exec(clients.find((c) => c.text().startsWith("HTTP/1.1 503"))?.text() ?? "");
+    expect(Number(retryAfter?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(retryAfter?.[1])).toBeLessThanOrEqual(60);
     await stillServes(srv);
   }, 60_000);
 });

@@ -98,7 +98,7 @@ describe("raw connections carry visitors byte-exact", () => {
   });
 
   test("a raw host and one of our agents in one cluster share visitors by weight (10 : 30)", async () => {
-    const srv = await mosnServer();
+    const srv = await mosnServer({ TUNNEL_METRICS_PER_AGENT: "on" }); // per-agent tallies tell who served whom
     await agent(srv, { TUNNEL_CLUSTER: "edge", TUNNEL_CREDENTIAL: SECRET, TUNNEL_SERVICES: `web=127.0.0.1:${echo.port}`, TUNNEL_WEIGHT: "30", TUNNEL_CONNECTIONS: "1" });
     await mosnAgent(srv);
     for (let i = 0; i < 20; i++) {
@@ -225,7 +225,7 @@ describe("GracefulClose", () => {
 });
 
 test("/api/status and /metrics show raw connections with their kind", async () => {
-  const srv = await mosnServer({ TUNNEL_ADMIN_LISTEN: "127.0.0.1:0" });
+  const srv = await mosnServer({ TUNNEL_ADMIN_LISTEN: "127.0.0.1:0", TUNNEL_METRICS_PER_AGENT: "on" });
   await mosnAgent(srv, { connectionNum: 2 });
   await waitFor(() => idleRaw(srv) === 2, "two raw hosts");
   const status = (await (await fetch(`http://127.0.0.1:${srv.adminPort}/api/status`)).json()) as {

@@ -1,6 +1,6 @@
 /**
  * Registry.pick and Registry.add (src/server/registry.ts) on fake sessions: smooth weighted round robin gives exact
- * sequences per agent, draining and closed connections are skipped (and skipped agents do not save up turns), the
+ * sequences per agent, draining and closed connections (reported by their session's onUnready) are skipped (and skipped agents do not save up turns), the
  * connection with the fewest open streams is picked within an agent, `exclude` leaves agents out, a run-time weight
  * lasts while the agent has a host, and `add` replaces a slot's connection only by the documented rules.
  */
@@ -35,6 +35,13 @@ function host(hostName: string, opts: Partial<Omit<Host, "session">> & { session
     session: fake as unknown as Session,
     fake,
   };
+}
+
+/** A session turns draining or closed, and says so (its onUnready event, which the registry relies on). */
+function unready(r: Registry, h: (Host & { fake: FakeSession }) | undefined, how: "draining" | "closed"): void {
+  if (h === undefined) throw new Error("no such host");
+  h.fake[how] = true;
+  r.unready(h);
 }
 
 /** The host names of `n` picks. */
@@ -84,19 +91,19 @@ describe("smooth weighted round robin over agents", () => {
 describe("connections that cannot take a stream", () => {
   test("an agent whose only connection is draining or closed is skipped, and does not save up turns", () => {
     const { r, hosts } = weighted({ a: 5, b: 1, c: 1 });
-    (hosts.b as Host & { fake: FakeSession }).fake.draining = true;
+    unready(r, hosts.b, "draining");
     expect(picks(r, 6)).toBe("aaacaa");
-    // Back: the rounds restart from where a and c stand (both at 0), with no burst of b.
-    (hosts.b as Host & { fake: FakeSession }).fake.draining = false;
+    // Back with a new connection: the rounds restart from where a and c stand (both at 0), with no burst of b.
+    r.add(host("b", { slot: 1 }), 10_000);
     expect(picks(r, 7)).toBe("aabacaa");
-    (hosts.c as Host & { fake: FakeSession }).fake.closed = true;
+    unready(r, hosts.c, "closed");
     expect(picks(r, 12)).not.toContain("c");
   });
 
   test("nothing ready: null", () => {
     const { r, hosts } = weighted({ a: 1, b: 2 });
-    (hosts.a as Host & { fake: FakeSession }).fake.closed = true;
-    (hosts.b as Host & { fake: FakeSession }).fake.draining = true;
+    unready(r, hosts.a, "closed");
+    unready(r, hosts.b, "draining");
     expect(r.pick("edge")).toBeNull();
   });
 
@@ -123,7 +130,7 @@ describe("within an agent: the connection with the fewest open streams", () => {
     expect(r.pick("edge")).toBe(hs[3] as Host);
     (hs[0] as Host & { fake: FakeSession }).fake.activeStreams = 0;
     expect(r.pick("edge")).toBe(hs[0] as Host);
-    (hs[0] as Host & { fake: FakeSession }).fake.draining = true;
+    unready(r, hs[0], "draining");
     expect(r.pick("edge")).toBe(hs[3] as Host);
   });
 });
