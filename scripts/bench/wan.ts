@@ -15,7 +15,7 @@ import type { LinkSettings } from "../lib/wan-link.ts";
 import { rssKiB } from "../lib/proc.ts";
 import type { PathDef } from "./figures.ts";
 import type { WanOptions, WanPoint } from "./options.ts";
-import { makeTlsFiles, quiesce, roleCommand, startPair, startTarget, type Pair, type PairSpec, type Ports, type Service, type Target } from "./processes.ts";
+import { makeTlsFiles, quiesce, roleCommand, startPair, startTarget, stopPair, type Pair, type PairSpec, type Ports, type Service, type Target } from "./processes.ts";
 import type { Bench } from "./run.ts";
 import { downloadSteady, echoUnderLoad, uploadSteady } from "./wan-load.ts";
 import { startLinkProcess, type LinkProcess } from "./wan-link-process.ts";
@@ -44,6 +44,8 @@ export interface WanSetup {
   link: LinkProcess;
   paths: PathDef[];
   pairs: Pair[];
+  /** How each pair was started (to start it afresh at the next link). */
+  specs: PairSpec[];
   /** Why there is no TLS pair ("" if there is). */
   tlsReason: string;
   /** The complete link settings of each point (queue limit included). */
@@ -66,19 +68,22 @@ export async function setUpWan(b: Bench, w: WanOptions): Promise<WanSetup> {
   const spec: PairSpec = { name: "tunnel", tls: null, command: roleCommand(o), extraEnv: o.tunnelEnv, idleStreams: o.idleStreams, via: (port) => link.listen(port) };
   const plain = await startPair(b.kids, target, spec);
   const pairs = [plain];
+  const specs = [spec];
   let tlsReason = "";
   if (!o.wantTls) tlsReason = "--no-tls";
   else if (!opensslAvailable()) tlsReason = "openssl not installed (needed to make a throwaway certificate)";
   else {
     try {
-      pairs.push(await startPair(b.kids, target, { ...spec, name: "tunnel TLS", tls: makeTlsFiles(b.kids) }));
+      const tlsSpec = { ...spec, name: "tunnel TLS", tls: makeTlsFiles(b.kids) };
+      pairs.push(await startPair(b.kids, target, tlsSpec));
+      specs.push(tlsSpec);
     } catch (e) {
       tlsReason = (e as Error).message;
     }
   }
   if (tlsReason) b.notes.push(`TLS rows not available: ${tlsReason}`);
   const paths: PathDef[] = [{ name: LINK_ONLY, ports: linkPorts, pair: null }, ...pairs.map((p) => ({ name: p.name, ports: p.routes, pair: p }))];
-  return { target, link, paths, pairs, tlsReason, settings: [] };
+  return { target, link, paths, pairs, specs, tlsReason, settings: [] };
 }
 
 /** Peak RSS of the pairs' processes (and the link's), overall and per point, sampled every 100 ms. */
@@ -151,6 +156,25 @@ function wanTests(b: Bench, w: WanOptions): WanTest[] {
 }
 
 /**
+ * Replaces every pair with a fresh one (same spec) after the link changed: a pair that stays up keeps the round trip
+ * it measured on the previous link for up to 30 s (the PING minimum, SPEC.md §2.2), which is a path change, not
+ * the path. In place, so the paths and the RSS sampler see the new processes.
+ */
+async function freshPairs(b: Bench, s: WanSetup): Promise<void> {
+  for (let i = 0; i < s.pairs.length; i++) {
+    const old = s.pairs[i] as Pair;
+    await stopPair(b.kids, old);
+    const pair = await startPair(b.kids, s.target, s.specs[i] as PairSpec);
+    s.pairs[i] = pair;
+    const path = s.paths.find((x) => x.pair === old);
+    if (path !== undefined) {
+      path.pair = pair;
+      path.ports = pair.routes;
+    }
+  }
+}
+
+/**
  * Every test at every point on every path, `w.rounds` times; paths interleaved, their order rotated from test to
  * test. Before each run the target has no connection left and the link carries nothing. A failed run is an error
  * in the report, not the end.
@@ -162,6 +186,7 @@ export async function runWanRounds(b: Bench, s: WanSetup, w: WanOptions, rss: Rs
     for (const p of w.points) {
       const t0 = performance.now();
       const settings = await s.link.configure(linkSettings(w, p));
+      if (round > 0 || p !== w.points[0]) await freshPairs(b, s);
       if (round === 0) s.settings.push(settings);
       rss.point = pointLabel(p);
       for (const test of tests) {

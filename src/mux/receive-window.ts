@@ -50,39 +50,18 @@ export interface WindowHost {
   now(): number;
   /** Whether `bytes` more may be reserved against the per-connection and per-process budgets. */
   mayReserve(bytes: number): boolean;
-  /**
-   * A window at its base found the round trip well above the smallest recent one: the path may have changed (a
-   * longer route), and a stale small round trip would keep every window at its base. Optional.
-   */
-  rttSuspect?(): void;
 }
-
-/** At most one round-trip re-measurement per session this often (ms). */
-const RTT_RECHECK_MS = 1_000;
 
 /** A session's WindowHost: its inbound tally, round trip, maximum window and clock. */
 export class WindowContext implements WindowHost {
   /** PONG round trips (the windows use the smallest recent one). */
   readonly roundTrip = new RoundTrip();
 
-  private lastRecheck = -Infinity;
-
   constructor(
     readonly inbound: InboundTally,
     readonly windowMaxBytes: number,
     readonly now: () => number,
-    /** Sends a PING now (the session's). */
-    private readonly sendPing: () => void = () => {},
   ) {}
-
-  /** Re-measures the round trip (at most once per RTT_RECHECK_MS): forgets the recent samples and PINGs. */
-  rttSuspect(): void {
-    const now = this.now();
-    if (now - this.lastRecheck < RTT_RECHECK_MS) return;
-    this.lastRecheck = now;
-    this.roundTrip.restart();
-    this.sendPing();
-  }
 
   get rttMinMs(): number {
     return this.roundTrip.minMs;
@@ -230,9 +209,6 @@ export class ReceiveWindow {
       return;
     }
     if (doubled) return this.overshot(rate, rtt, slack, queueing);
-    // Already at the base, busy (not an app-limited trickle, whose epochs take many round trips) and still far
-    // above the round trip: a slow local socket, or a round trip that grew (a re-measurement sorts them out).
-    if (queueing > 3 * slack && queueing < 10 * rtt && this.size === this.base) this.host.rttSuspect?.();
     if (queueing > 3 * slack) this.resize(Math.max(this.base, Math.round(rate * (rtt + 2 * slack)), Math.round((this.size * 7) / 8)));
   }
 

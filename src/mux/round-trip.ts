@@ -31,12 +31,6 @@ export class RoundTrip {
     return rtt;
   }
 
-  /** Forgets the recent samples (the path may have changed): the next PONG alone is the smallest. */
-  restart(): void {
-    this.recent.length = 0;
-    this.minMs = -1;
-  }
-
   /** A round trip of `ms` was measured. */
   note(ms: number): void {
     this.lastMs = ms;

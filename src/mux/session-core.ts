@@ -78,7 +78,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
     this.encoder = this.writer.encoder;
     const process = opts.inboundMaxBytes !== undefined ? processInboundOf[opts.role] : null;
     this.inbound = new InboundTally(process, opts.inboundMaxBytesPerConnection, opts.inboundMaxBytes);
-    this.windows = new WindowContext(this.inbound, opts.windowMaxBytes ?? 0, opts.clock ?? (() => performance.now()), () => this.ping());
+    this.windows = new WindowContext(this.inbound, opts.windowMaxBytes ?? 0, opts.clock ?? (() => performance.now()));
     this.heartbeat = opts.heartbeatIntervalMs > 0 ? setInterval(() => this.tick(), opts.heartbeatIntervalMs) : null;
     this.heartbeat?.unref?.();
     if (this.windows.windowMaxBytes > (opts.openWindow ?? opts.localWindow)) this.ping(); // a round trip before the first window fills
