@@ -35,13 +35,15 @@ export function refusedCounter(metrics: string): { name: string; value: number }
   let value = 0;
   for (const line of metrics.split("\n")) {
     if (line.startsWith("#") || line.trim() === "") continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
     if (!m) continue;
     const metric = m[1] as string;
-    if (!/connection/.test(metric) || !/(refus|reject|over_limit|cap)/.test(metric)) continue;
+    // A limit counter labelled for connections (the server's backchannel_server_limit_hits_total{limit="connections"}).
+    const limitHits = /limit_hits/.test(metric) && /limit="connections"/.test(m[2] ?? "");
+    if (!limitHits && (!/connection/.test(metric) || !/(refus|reject|over_limit|cap)/.test(metric))) continue;
     if (name !== null && metric !== name) continue;
     name = metric;
-    value += Number(m[2]);
+    value += Number(m[3]);
   }
   return name === null ? null : { name, value };
 }

@@ -76,4 +76,6 @@ test("the server's refused-connections counter is found in /metrics by name, its
   ].join("\n");
   expect(refusedCounter(text)).toEqual({ name: "backchannel_server_connections_refused_total", value: 15 });
   expect(refusedCounter("backchannel_server_handshakes_total 40\nbackchannel_server_visitors_refused_total 2\n")).toBeNull();
+  expect(refusedCounter('backchannel_server_limit_hits_total{limit="auth_penalty"} 3\nbackchannel_server_limit_hits_total{limit="connections"} 7\n'))
+    .toEqual({ name: "backchannel_server_limit_hits_total", value: 7 });
 });
