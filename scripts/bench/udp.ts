@@ -21,7 +21,7 @@ const PATHS = ["direct", "tunnel"] as const;
 export interface UdpFigures {
   results: Record<(typeof PATHS)[number], { offeredMbit: number; receivedMbit: number; lossPercent: number }[]>;
   /** TCP through the tunnel (Gbit/s), alone and beside the flood, one value per round. */
-  tcp: { alone: number[]; flooded: number[] };
+  tcp: { alone: number[]; flooded: number[]; generatorOnly: number[] };
   errors: string[];
 }
 
@@ -36,21 +36,27 @@ async function iperfTcp(b: Bench, port: number, secs: number): Promise<number> {
 
 /**
  * TCP through the tunnel (`tcpPort`) alone, then beside a flood from 10,000 addresses at the /udp route `floodPort`
- * (its own service, a sink in this process), `rounds` times.
+ * (its own service, a sink in this process), then beside the same flood sent to `unroutedPort`, where nothing
+ * listens (the reference: what the generator's own CPU costs the machine), `rounds` times.
  */
-async function tcpBesideFlood(b: Bench, f: UdpFigures, tcpPort: number, floodPort: number, rounds: number, secs: number): Promise<void> {
+async function tcpBesideFlood(b: Bench, f: UdpFigures, tcpPort: number, floodPort: number, unroutedPort: number, rounds: number, secs: number): Promise<void> {
   for (let r = 0; r < rounds; r++) {
     f.tcp.alone.push(await iperfTcp(b, tcpPort, secs));
-    const flood = Bun.spawn([process.execPath, new URL("../lib/udp-flood.ts", import.meta.url).pathname, String(floodPort), "10000"], { stdout: "pipe", stderr: "ignore" });
-    b.kids.add(flood);
-    try {
-      const reader = (flood.stdout as ReadableStream<Uint8Array>).getReader();
-      await reader.read(); // "addresses 10000": the first round went out
-      f.tcp.flooded.push(await iperfTcp(b, tcpPort, secs));
-    } finally {
-      flood.kill();
-      await flood.exited;
-    }
+    f.tcp.flooded.push(await besideFlood(b, tcpPort, floodPort, secs));
+    f.tcp.generatorOnly.push(await besideFlood(b, tcpPort, unroutedPort, secs));
+  }
+}
+
+/** iperf3 TCP through `tcpPort` while scripts/lib/udp-flood.ts sends from 10,000 addresses to `floodPort`. */
+async function besideFlood(b: Bench, tcpPort: number, floodPort: number, secs: number): Promise<number> {
+  const flood = Bun.spawn([process.execPath, new URL("../lib/udp-flood.ts", import.meta.url).pathname, String(floodPort), "10000"], { stdout: "pipe", stderr: "ignore" });
+  b.kids.add(flood);
+  try {
+    await (flood.stdout as ReadableStream<Uint8Array>).getReader().read(); // "addresses 10000": the first round went out
+    return await iperfTcp(b, tcpPort, secs);
+  } finally {
+    flood.kill();
+    await flood.exited;
   }
 }
 
@@ -63,7 +69,7 @@ async function iperfUdp(b: Bench, port: number, mbit: number, secs: number): Pro
 /** Runs the ladder on both paths (rates interleaved); null when --tests leaves it out or iperf3 is missing. */
 export async function runUdp(b: Bench): Promise<UdpFigures | null> {
   if (b.opts.only && !b.opts.only.includes("udp")) return null;
-  const f: UdpFigures = { results: { direct: [], tunnel: [] }, tcp: { alone: [], flooded: [] }, errors: [] };
+  const f: UdpFigures = { results: { direct: [], tunnel: [] }, tcp: { alone: [], flooded: [], generatorOnly: [] }, errors: [] };
   if (Bun.which("iperf3") === null) {
     f.errors.push("udp: iperf3 is not installed (apt-get install iperf3)");
     return f;
@@ -102,7 +108,7 @@ export async function runUdp(b: Bench): Promise<UdpFigures | null> {
         }
       }
     }
-    await tcpBesideFlood(b, f, routePort, floodPort, b.opts.quick ? 1 : 3, b.opts.quick ? 2 : 3).catch((e: unknown) => {
+    await tcpBesideFlood(b, f, routePort, floodPort, freePort(), b.opts.quick ? 1 : 3, b.opts.quick ? 2 : 3).catch((e: unknown) => {
       f.errors.push(`udp: TCP beside the flood: ${(e as Error).message}`);
     });
   } catch (e) {
@@ -148,8 +154,11 @@ export function printUdp(b: Bench, f: UdpFigures | null): TargetRow[] {
   const med = (xs: number[]) => [...xs].sort((a, c) => a - c)[Math.floor(xs.length / 2)] ?? NaN;
   const tcpRatio = med(f.tcp.flooded) / med(f.tcp.alone);
   if (f.tcp.alone.length > 0) {
-    b.out(`\nTCP (iperf3, 1 stream) through the same agent connection: alone ${f.tcp.alone.map((x) => x.toFixed(2)).join(", ")} Gbit/s; ` +
-      `beside a flood from 10,000 source addresses at another /udp route ${f.tcp.flooded.map((x) => x.toFixed(2)).join(", ")} Gbit/s (medians: ${tcpRatio.toFixed(2)}×).`);
+    const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
+    b.out(`\nTCP (iperf3, 1 stream) through the same agent connection: alone ${list(f.tcp.alone)} Gbit/s; ` +
+      `beside a flood from 10,000 source addresses at another /udp route ${list(f.tcp.flooded)} Gbit/s (medians: ${tcpRatio.toFixed(2)}×); ` +
+      `beside the same flood sent where nothing listens (the generator's own cost) ${list(f.tcp.generatorOnly)} Gbit/s ` +
+      `(${(med(f.tcp.generatorOnly) / med(f.tcp.alone)).toFixed(2)}×).`);
   }
   for (const e of f.errors) b.out(`- error: ${e}`);
   const at200 = f.results.tunnel.find((r) => r.offeredMbit === 200);
