@@ -22,6 +22,16 @@ export function rssKiB(pid: number): number {
   return readRssKiB(pid) ?? 0;
 }
 
+/** VmHWM (peak resident memory) of `pid` in KiB; 0 if the process is gone. */
+export function peakRssKiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU time of `pid` (utime + stime from /proc/<pid>/stat) in seconds; 0 if the process is gone. */
 export function cpuSeconds(pid: number): number {
   try {

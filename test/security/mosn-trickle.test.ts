@@ -10,6 +10,7 @@ import type { Socket } from "bun";
 import { sourceCommand, startServerProcess, type RoleProcess } from "../../scripts/lib/roles.ts";
 import { mosnFrame, mosnInitInfoJson } from "../support/mosn-agent.ts";
 import { waitFor } from "../support/net.ts";
+import { peakRssKiB } from "../../scripts/lib/proc.ts";
 
 const MiB = 1024 * 1024;
 const CONNECTIONS = 10;
@@ -20,12 +21,8 @@ afterEach(async () => {
   proc = null;
 });
 
-/** Peak RSS (VmHWM) of a process in bytes. */
-async function peakRss(pid: number): Promise<number> {
-  const m = /VmHWM:\s+(\d+)\s+kB/.exec(await Bun.file(`/proc/${pid}/status`).text());
-  if (!m) throw new Error("no VmHWM");
-  return Number(m[1]) * 1024;
-}
+/** Peak RSS (VmHWM) of a process in bytes (scripts/lib/proc.ts). */
+const peakRss = async (pid: number): Promise<number> => peakRssKiB(pid) * 1024;
 
 test("10 idle raw connections each trickle 60 KiB one byte per write: the server holds about the bytes; visitors get them", async () => {
   const started = await startServerProcess(sourceCommand("server"), {

@@ -9,6 +9,7 @@ import { afterEach, expect, test } from "bun:test";
 import { sourceCommand, startServerProcess, type RoleProcess } from "../../scripts/lib/roles.ts";
 import { fatalAlert, TlsAlert } from "../../src/protocol/client-hello.ts";
 import { waitFor } from "../support/net.ts";
+import { peakRssKiB } from "../../scripts/lib/proc.ts";
 import { ext, helloMessage, records, serverNameExt } from "../support/tls-hello.ts";
 
 const MiB = 1024 * 1024;
@@ -19,12 +20,8 @@ afterEach(async () => {
   proc = null;
 });
 
-/** Peak RSS (VmHWM) of a process in bytes. */
-async function peakRss(pid: number): Promise<number> {
-  const m = /VmHWM:\s+(\d+)\s+kB/.exec(await Bun.file(`/proc/${pid}/status`).text());
-  if (!m) throw new Error("no VmHWM");
-  return Number(m[1]) * 1024;
-}
+/** Peak RSS (VmHWM) of a process in bytes (scripts/lib/proc.ts). */
+const peakRss = async (pid: number): Promise<number> => peakRssKiB(pid) * 1024;
 
 test("100 ClientHellos of 12 KiB trickled one byte per write: the server holds about the bytes, then answers each", async () => {
   const started = await startServerProcess(sourceCommand("server"), {

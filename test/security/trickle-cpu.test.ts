@@ -9,6 +9,7 @@ import { afterEach, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { portOf, sourceCommand, startServerProcess, type RoleProcess } from "../../scripts/lib/roles.ts";
 import { waitFor } from "../support/net.ts";
+import { cpuSeconds } from "../../scripts/lib/proc.ts";
 
 const CONNECTIONS = 12;
 let proc: RoleProcess | null = null;
@@ -17,12 +18,8 @@ afterEach(async () => {
   proc = null;
 });
 
-/** CPU time (user + system, ms) a process used so far, from /proc/<pid>/stat (clock ticks of 10 ms). */
-async function cpuMs(pid: number): Promise<number> {
-  const stat = await Bun.file(`/proc/${pid}/stat`).text();
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
+/** CPU time (user + system, ms) a process used so far (scripts/lib/proc.ts). */
+const cpuMs = async (pid: number): Promise<number> => cpuSeconds(pid) * 1000;
 
 /**
  * Opens `CONNECTIONS` sockets to `port` and writes `bytes` to each one byte per write, a round at a time: after each
