@@ -17,6 +17,7 @@ import { encodeControl, type ControlMessage } from "../protocol/control.ts";
 import { Stream, type LocalSocket } from "./stream.ts";
 import { PENDING_OUT_BUDGET_BYTES, SEND_QUANTUM_BYTES, type StreamHost } from "./stream-host.ts";
 import { FrameWriter, type FrameSocket } from "./frame-writer.ts";
+import { BlockedStreams } from "./blocked-streams.ts";
 import { InboundTally, processInboundOf } from "./inbound-queue.ts";
 import { WindowContext } from "./receive-window.ts";
 import { resetIdleStreams, startIdleClock } from "./idle-streams.ts";
@@ -38,7 +39,8 @@ export abstract class SessionCore implements StreamHost<Stream> {
   readonly peerMaxFrame: number;
   protected readonly writer: FrameWriter;
   protected readonly encoder: FrameEncoder; // the writer's staging encoder (frames are appended here)
-  private blocked = new Set<Stream>();
+  private readonly blocked = new BlockedStreams<Stream>();
+  private readonly canAcceptData = (): boolean => !this.closed && this.writer.canAccept();
   private nextStreamId = 1;
   protected highestStreamId = 0;
   protected lastReceivedAt = performance.now();
@@ -72,7 +74,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
       socket,
       opts.highWaterBytes ?? 1024 * 1024,
       opts.controlQueueMaxBytes ?? DEFAULT_CONTROL_QUEUE_MAX_BYTES,
-      () => this.resumeBlocked(),
+      () => this.blocked.resume(this.canAcceptData),
       () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
     );
     this.encoder = this.writer.encoder;
@@ -193,6 +195,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
   }
 
   sendData(streamId: number, data: Uint8Array, offset: number, length: number): void {
+    this.blocked.staged += length;
     this.encoder.data(streamId, data, offset, length);
     this.writer.flushIfFull();
   }
@@ -246,18 +249,6 @@ export abstract class SessionCore implements StreamHost<Stream> {
    */
   protected reply(bytes: number): void {
     this.writer.reply(bytes);
-  }
-
-  /**
-   * Everything staged was written: streams that waited for room send again, oldest first, until the staging buffer
-   * is full. One that used its quantum (canSend) joins the end, so the others come first in this or the next round.
-   */
-  private resumeBlocked(): void {
-    for (const s of this.blocked) {
-      if (this.closed || !this.writer.canAccept()) return;
-      this.blocked.delete(s);
-      s.pump();
-    }
   }
 
   private tick(): void {

@@ -5,72 +5,13 @@
  * high-water mark and one quantum of another stream's bytes. Driven in memory with an injected clock: nothing timed.
  */
 import { describe, expect, test } from "bun:test";
-import { FrameDecoder } from "../../src/protocol/frame-decoder.ts";
-import { FrameEncoder } from "../../src/protocol/frame-encoder.ts";
-import { Session } from "../../src/mux/session.ts";
 import type { Stream } from "../../src/mux/stream.ts";
 import { processInboundOf } from "../../src/mux/inbound-queue.ts";
 import { SEND_QUANTUM_BYTES } from "../../src/mux/stream-host.ts";
-import type { SessionOptions } from "../../src/mux/session-options.ts";
-import type { LocalSocket } from "../../src/mux/stream-host.ts";
-import { Recorder } from "../support/protocol-frames.ts";
+import { CountingLocal as FakeLocal, OPEN, serverSession, turn } from "../support/mux-wire.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-const OPEN = { service: "svc", visitorAddress: "", visitorPort: 0, routeAddress: "", routePort: 0 };
-
-/** A connection end that decodes what the session writes; takes at most `room` bytes per write (then `drain`). */
-class Wire {
-  readonly rec = new Recorder();
-  private readonly decoder = new FrameDecoder(this.rec, { maxFrameBytes: 16 * MiB });
-  room = Infinity;
-  write(data: Uint8Array, off = 0, len = data.byteLength - off): number {
-    const n = Math.min(len, this.room);
-    this.decoder.push(data.slice(off, off + n));
-    return n;
-  }
-  shutdown(): void {}
-  terminate(): void {}
-}
-
-/** A local socket that takes (and counts) `room` bytes per write. */
-class FakeLocal implements LocalSocket {
-  room = Infinity;
-  took = 0;
-  write(data: Uint8Array, off = 0, len = data.byteLength - off): number {
-    const n = Math.min(len, this.room);
-    this.took += n;
-    return n;
-  }
-  pause(): void {}
-  resume(): void {}
-  shutdown(): void {}
-  end(): void {}
-  terminate(): void {}
-}
-
-const turn = () => new Promise((r) => setImmediate(r));
-
-/** A server session over a Wire with an injected clock, and a peer that sends frames into it. */
-function serverSession(over: Partial<SessionOptions>) {
-  const wire = new Wire();
-  const clock = { t: 0 };
-  const opts: SessionOptions = {
-    role: "server", localWindow: 64 * KiB, peerWindow: 64 * KiB, localMaxFrame: 256 * KiB, peerMaxFrame: 256 * KiB,
-    maxStreams: 1000, heartbeatIntervalMs: 0, heartbeatTimeoutMs: 0, windowMaxBytes: 4 * MiB, clock: () => clock.t, ...over,
-  };
-  const session = new Session(wire, opts, { onClose() {} });
-  const send = (build: (e: FrameEncoder) => void) => {
-    const enc = new FrameEncoder();
-    build(enc);
-    session.onData(enc.pending().slice());
-  };
-  // The round trip is 50 ms: a PONG whose stamp is 50 ms old.
-  const stamp = new Uint8Array(8);
-  new DataView(stamp.buffer).setFloat64(0, performance.now() - 50);
-  send((e) => e.pong(stamp));
-  return { session, wire, clock, send };
-}
 
 describe("inbound budgets under a hostile peer", () => {
   test("many streams all trying to grow never take the window growth past the connection or process budget", async () => {
