@@ -99,7 +99,7 @@ export class UdpRoute {
     const onClosed = () => {
       if (session !== null) datagramStreams.set(session, (datagramStreams.get(session) ?? 1) - 1);
     };
-    const flow = new DatagramFlow(key, this.flows, (d) => endpoint.send(d, port, address), this.counters, onClosed);
+    let flow: DatagramFlow | null = null; // made once a connection has room: most datagrams of a flood are dropped
     let full = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       const host = this.registry.pick(this.route.cluster, null, false); // a MOSN raw host carries TCP only
@@ -109,6 +109,7 @@ export class UdpRoute {
         full = true;
         continue;
       }
+      flow ??= new DatagramFlow(key, this.flows, (d) => endpoint.send(d, port, address), this.counters, onClosed);
       const stream = host.session.openStream(flow, {
         service: this.route.service,
         visitorAddress: address,
