@@ -93,6 +93,8 @@ function report(s: Soak, cp: Checkpoint): void {
       `failed on a faulted path ${totals.failedExplained} (${explained}), unexplained ${totals.unexplained}, ` +
       `corrupted bytes ${totals.corruptBytes}, silent truncations ${totals.silentTruncations}, slow failures ${totals.slowFailures}, hangs ${totals.hangs}`,
   );
+  const u = s.udp.totals;
+  say(`   UDP: ${u.sent} datagrams sent, ${u.echoed} came back byte-exact (${((100 * (u.sent - u.echoed)) / Math.max(1, u.sent)).toFixed(1)} % lost), corrupted ${u.corrupt}, duplicated ${u.duplicated}`);
   say(`   verified ${fmtMiB(totals.bytesVerified)} (+${fmtMiB(dBytes)}, ${(dBytes / MiB / Math.max(1, dt)).toFixed(1)} MiB/s); faults so far: ${faults}; soak loop lag max ${s.load.lagMaxMs.toFixed(0)} ms`);
   const parts: string[] = [];
   for (const [name, sample] of Object.entries(cp.samples)) {

@@ -8,6 +8,7 @@ import type { ProxiedConn } from "./proxy.ts";
 import { sleep, type ServerSlot, type Soak, type TargetHandle } from "./state.ts";
 import { onAccessLine, onTargetProgress, onTargetResult } from "./streams.ts";
 import type { TargetMessage } from "./wire.ts";
+import { UDP_IDLE_TIMEOUT_MS, UDP_SERVICE } from "./udp.ts";
 
 /** The soak target; throws before {@link startTarget} resolved. */
 export function targetOf(s: Soak): TargetHandle {
@@ -18,7 +19,9 @@ export function targetOf(s: Soak): TargetHandle {
 /** Counts warnings per process, follows access lines and closed connections, and writes every line to the log files. */
 function onRoleLine(s: Soak, name: string, serverIndex: number | null, line: LogLine, raw: string): void {
   const p = s.procs.live(name) ?? s.procs.latest(name);
-  if (line.tag === "access" && serverIndex !== null) {
+  if (line.tag === "access" && line.route === `soak/${UDP_SERVICE}`) {
+    // a UDP flow's line (udp.ts checks datagrams itself); not a TCP visitor's
+  } else if (line.tag === "access" && serverIndex !== null) {
     onAccessLine(s, serverIndex, line);
     if (line.reason === "fin") return; // not worth a line in the file
   } else if (line.msg === "agent connection closed" && typeof line.connectionId === "string") {
@@ -84,13 +87,14 @@ function gcEnv(s: Soak): Record<string, string> {
   };
 }
 
-function serverEnv(s: Soak, listen: string, route: string): Record<string, string> {
+function serverEnv(s: Soak, listen: string, route: string, udpRoute: string): Record<string, string> {
   return {
     TUNNEL_TLS: "off",
     TUNNEL_LOG_LEVEL: "info",
     TUNNEL_LISTEN: listen,
     TUNNEL_CLUSTERS: "soak=none",
-    TUNNEL_ROUTES: `${route}=soak/target`,
+    TUNNEL_ROUTES: `${route}=soak/target,${udpRoute}/udp=soak/${UDP_SERVICE}`,
+    TUNNEL_UDP_IDLE_TIMEOUT_MS: String(UDP_IDLE_TIMEOUT_MS),
     TUNNEL_ACCESS_LOG: "on",
     TUNNEL_HEARTBEAT_INTERVAL_MS: String(s.opts.heartbeatIntervalMs),
     TUNNEL_HEARTBEAT_TIMEOUT_MS: String(s.opts.heartbeatTimeoutMs),
@@ -99,19 +103,20 @@ function serverEnv(s: Soak, listen: string, route: string): Record<string, strin
 }
 
 /** Starts server `index` on the given ports (0: any), retrying for 10 s while they are not free yet. */
-export async function startServer(s: Soak, index: number, agentPort: number, routePort: number): Promise<ServerSlot> {
+export async function startServer(s: Soak, index: number, agentPort: number, routePort: number, udpPort: number): Promise<ServerSlot> {
   const name = `server-${index}`;
   let lastError: unknown = null;
   for (let attempt = 0; attempt < 40; attempt++) {
     try {
       const started = await startServerProcess(
         sourceCommand("server"),
-        serverEnv(s, `127.0.0.1:${agentPort}`, `127.0.0.1:${routePort}`),
+        serverEnv(s, `127.0.0.1:${agentPort}`, `127.0.0.1:${routePort}`, `127.0.0.1:${udpPort}`),
         { onLine: (l, raw) => onRoleLine(s, name, index, l, raw), keepLines: 200 },
       );
-      const slot = s.servers[index] ?? { index, agentPort: 0, routePort: 0, proc: null, outages: [] };
+      const slot = s.servers[index] ?? { index, agentPort: 0, routePort: 0, udpPort: 0, proc: null, outages: [] };
       slot.agentPort = started.agentPort;
       slot.routePort = started.routePorts[0] as number;
+      slot.udpPort = started.routePorts[1] as number;
       slot.proc = s.procs.add(name, started.role.proc.pid, started.role, null);
       s.servers[index] = slot;
       return slot;
@@ -129,7 +134,8 @@ function agentEnv(s: Soak, n: number): Record<string, string> {
     TUNNEL_LOG_LEVEL: "info",
     TUNNEL_SERVERS: s.proxies.map((p) => `127.0.0.1:${p.port}`).join(","),
     TUNNEL_CLUSTER: "soak",
-    TUNNEL_SERVICES: `target=127.0.0.1:${targetOf(s).port}`,
+    TUNNEL_SERVICES: `target=127.0.0.1:${targetOf(s).port},${UDP_SERVICE}=127.0.0.1:${s.udp.echoPort}/udp`,
+    TUNNEL_UDP_IDLE_TIMEOUT_MS: String(UDP_IDLE_TIMEOUT_MS),
     TUNNEL_HOSTNAME: `agent-${n}`,
     TUNNEL_CONNECTIONS: String(s.opts.connections),
     TUNNEL_RECONNECT_BASE_MS: "100",

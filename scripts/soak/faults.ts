@@ -91,7 +91,7 @@ async function restartServer(s: Soak, index: number): Promise<void> {
   const down = s.rng.range(300, 2000);
   recordFault(s, "server-restart", `server-${index} SIGKILL, down ${down} ms`);
   await sleep(down);
-  await startServer(s, index, slot.agentPort, slot.routePort);
+  await startServer(s, index, slot.agentPort, slot.routePort, slot.udpPort);
   const proxy = s.proxies[index];
   const back = await waitFor(() => {
     const est = proxy?.established() ?? [];

@@ -6,7 +6,8 @@
  * server). A population of visitors opens streams of random sizes (0 B–16 MiB, log-uniform, so most are small)
  * to a soak target (scripts/soak/target.ts, its own process) with random half-closes on both sides, slow
  * readers and deliberate resets; every byte both ways is generated from a seed and checked at the receiver without
- * being stored (test/support/pattern.ts). Meanwhile faults fire on a seeded schedule: cut a connection (RST),
+ * being stored (test/support/pattern.ts). Beside them, UDP visitors send seeded datagrams through each server's /udp
+ * route to an echo (scripts/soak/udp.ts): every datagram that comes back must be whole, byte-exact and come back once. Meanwhile faults fire on a seeded schedule: cut a connection (RST),
  * blackhole one (both ways or one way, for good), add latency, stall one for less than the liveness timeout,
  * SIGKILL a server and restart it on the same ports, SIGTERM an agent (graceful drain) and restart it.
  *
@@ -36,9 +37,10 @@
  * Bun reports a reset that arrives while the process writes as a clean end + close (the write returns -1 and
  * consumes the error), so both ends here count a write that returned -1 as a reset.
  *
- * Verdict: FAIL (exit 1) on any corrupted byte, unexplained failure, silent truncation, slow failure, hang, process
- * that died on its own, checkpoint that did not settle, descriptor count not back to baseline, or RSS of a server or
- * agent more than 10% above its baseline at the end. Logs, and report.json, go to --log-dir (default /tmp/…).
+ * Verdict: FAIL (exit 1) on any corrupted byte or UDP datagram, a UDP datagram echoed twice, no UDP echo at all,
+ * unexplained failure, silent truncation, slow failure, hang, process that died on its own, checkpoint that did not
+ * settle, descriptor count not back to baseline, or RSS of a server or agent more than 10% above its baseline at the
+ * end. Logs, and report.json, go to --log-dir (default /tmp/…).
  *
  * This file is the entry (it alone reads argv and exits). The parts: options.ts (flags, limits), state.ts (the run's
  * state, passed to every part), cluster.ts (processes), faults.ts, visitor.ts, streams.ts (matching, watchdog,
@@ -53,6 +55,7 @@ import { SoakProxy } from "./proxy.ts";
 import { createSoak, sleep, waitFor, type Soak } from "./state.ts";
 import { watch } from "./streams.ts";
 import { verdict } from "./verdict.ts";
+import { startUdpEcho } from "./udp.ts";
 import { startLoad } from "./visitor.ts";
 
 /** Housekeeping every few seconds while the soak runs (all timers unref'd). */
@@ -79,7 +82,8 @@ async function startCluster(s: Soak): Promise<void> {
   const o = s.opts;
   s.journal.say(`soak: ${o.minutes} min, seed ${o.seed}, 2 servers, ${o.agents} agents × ${o.connections} connections (+1 aside) each, ${o.visitors} visitors; heartbeat ${o.heartbeatIntervalMs}/${o.heartbeatTimeoutMs} ms; hang after ${s.limits.hangMs} ms without progress; logs in ${o.logDir}`);
   const target = await startTarget(s);
-  for (let i = 0; i < 2; i++) await startServer(s, i, 0, 0);
+  await startUdpEcho(s);
+  for (let i = 0; i < 2; i++) await startServer(s, i, 0, 0, 0);
   for (let i = 0; i < 2; i++) {
     const p = new SoakProxy(i, s.servers[i]?.agentPort ?? 0);
     p.start();

@@ -11,6 +11,7 @@ import type { AgentStop, Outage, StreamOutcome } from "./classify.ts";
 import { Journal, LogFiles } from "./journal.ts";
 import { limitsFor, type Limits, type Options } from "./options.ts";
 import { ProcTable, type Proc } from "./procs.ts";
+import { newUdpTotals, type UdpTotals } from "./udp.ts";
 import type { SoakProxy } from "./proxy.ts";
 
 /** One server: its ports (kept across restarts) and its outages. */
@@ -18,6 +19,8 @@ export interface ServerSlot {
   index: number;
   agentPort: number;
   routePort: number;
+  /** The port of its /udp route (kept across restarts too). */
+  udpPort: number;
   proc: Proc | null;
   outages: Outage[];
 }
@@ -166,6 +169,8 @@ export interface Soak {
   readonly streams: StreamTable;
   readonly load: LoadState;
   readonly checkpoints: Checkpoint[];
+  /** The UDP visitors (udp.ts): the echo's port, each visitor's next sequence number, the totals. */
+  readonly udp: { echoPort: number; nextVisitor: number; nextSeq: Map<number, number>; totals: UdpTotals };
 }
 
 function newTotals(): Totals {
@@ -213,6 +218,7 @@ export function createSoak(opts: Options): Soak {
     streams: { nextId: 1, open: new Map(), byPort: new Map(), access: new AccessBook(), totals: newTotals() },
     load,
     checkpoints: [],
+    udp: { echoPort: 0, nextVisitor: 1, nextSeq: new Map(), totals: newUdpTotals() },
   };
 }
 

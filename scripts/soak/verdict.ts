@@ -109,6 +109,10 @@ function failReasons(s: Soak, rows: LeakRow[]): string[] {
   if (growth.length > 0) reasons.push(`RSS > +10%: ${growth.map((r) => r.name).join(", ")}`);
   if (findings.length > 0) reasons.push(`${findings.length} findings (${findings.slice(0, 3).join(" | ")})`);
   if (totals.ok < 10) reasons.push(`only ${totals.ok} streams completed`);
+  const u = s.udp.totals;
+  if (u.corrupt > 0) reasons.push(`${u.corrupt} UDP datagrams came back corrupted`);
+  if (u.duplicated > 0) reasons.push(`${u.duplicated} UDP datagrams came back twice`);
+  if (u.sent >= 100 && u.echoed === 0) reasons.push(`none of ${u.sent} UDP datagrams came back`);
   return reasons;
 }
 
@@ -126,6 +130,7 @@ function writeReport(s: Soak, pass: boolean, reasons: string[], rows: LeakRow[])
       failLatencies: Object.fromEntries([...totals.failLatencies].map(([k, xs]) => [k, [...xs].sort((a, b) => a - b)])),
       failReasons: Object.fromEntries(totals.failReasons),
     },
+    udp: s.udp.totals,
     faults: Object.fromEntries(s.faults.counts),
     faultLog: s.faults.log,
     checkpoints: s.checkpoints,
@@ -152,6 +157,7 @@ export function verdict(s: Soak, final: Checkpoint): number {
   s.journal.say(
     `VERDICT: ${pass ? "PASS" : "FAIL"}: ${totals.ok} streams ok, ${fmtMiB(totals.bytesVerified)} verified, ${totals.corruptBytes} corrupted bytes, ` +
       `${totals.failedExplained} failures all on faulted paths, ${totals.unexplained} unexplained, ${totals.hangs} hangs, ` +
+      `UDP ${s.udp.totals.echoed}/${s.udp.totals.sent} datagrams back byte-exact (${s.udp.totals.corrupt} corrupted), ` +
       `${fdLeaks ? "DESCRIPTOR LEAK" : "descriptors back to baseline"}, ${growth ? "RSS GROWTH" : "RSS within 10%"}` +
       `${pass ? "" : ` — ${reasons.join("; ")}`} (report: ${path})`,
   );

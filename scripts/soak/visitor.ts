@@ -8,6 +8,7 @@ import { PatternSource, PatternVerifier } from "../../test/support/pattern.ts";
 import { sleep, type Soak, type StreamRec } from "./state.ts";
 import { onVisitorOpen } from "./streams.ts";
 import { NEVER, encodeHeader, type StreamHeader } from "./wire.ts";
+import { udpLoops } from "./udp.ts";
 
 const MAX_STREAM_BYTES = 16 * 1024 * 1024;
 /** A slow reader pauses after every this many bytes. */
@@ -255,9 +256,9 @@ async function visitorLoop(s: Soak): Promise<void> {
   }
 }
 
-/** Starts a load phase: `--visitors` visitor loops. */
+/** Starts a load phase: `--visitors` visitor loops, and the UDP visitors (udp.ts). */
 export function startLoad(s: Soak): void {
   s.load.phase = "load";
   s.load.gen++;
-  s.load.loops = Array.from({ length: s.opts.visitors }, () => visitorLoop(s));
+  s.load.loops = [...Array.from({ length: s.opts.visitors }, () => visitorLoop(s)), ...udpLoops(s)];
 }
