@@ -9,7 +9,7 @@
  * FlowTable holds the flows of one route (server) or of the process (agent): the flow cap and the idle timeout.
  */
 import { DATAGRAM_PREFIX_BYTES, MAX_DATAGRAM_BYTES, WireCode } from "../protocol/constants.ts";
-import { DatagramReader, datagramRecord } from "../protocol/datagram.ts";
+import { DatagramReader } from "../protocol/datagram.ts";
 import type { Stream } from "./stream.ts";
 import type { LocalSocket } from "./stream-host.ts";
 
@@ -67,7 +67,7 @@ export class DatagramFlow implements LocalSocket {
     this.lastActive = this.table.epoch;
     this.datagramsIn++;
     this.counters.received(data.byteLength);
-    s.onData(datagramRecord(data));
+    s.onDatagram(data);
   }
 
   // --- LocalSocket (the stream's side) ---

@@ -10,7 +10,7 @@
  */
 import type { OpenPayload } from "../protocol/frame-decoder.ts";
 import type { FrameEncoder } from "../protocol/frame-encoder.ts";
-import { DEFAULT_CONTROL_QUEUE_MAX_BYTES, MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
+import { DATAGRAM_PREFIX_BYTES, DEFAULT_CONTROL_QUEUE_MAX_BYTES, MAX_STREAM_ID, WireCode } from "../protocol/constants.ts";
 import { isValidOpenPayload } from "../protocol/open-payload.ts";
 import { TunnelError, type ErrorCode } from "../errors.ts";
 import { encodeControl, type ControlMessage } from "../protocol/control.ts";
@@ -197,6 +197,12 @@ export abstract class SessionCore implements StreamHost<Stream> {
   sendData(streamId: number, data: Uint8Array, offset: number, length: number): void {
     this.blocked.staged += length;
     this.encoder.data(streamId, data, offset, length);
+    this.writer.flushIfFull();
+  }
+
+  sendDatagram(streamId: number, payload: Uint8Array): void {
+    this.blocked.staged += DATAGRAM_PREFIX_BYTES + payload.byteLength;
+    this.encoder.datagram(streamId, payload);
     this.writer.flushIfFull();
   }
 

@@ -49,6 +49,8 @@ export interface StreamHost<S> {
   /** Parks a stream until the session can send again; `pump()` is called then. */
   block(stream: S): void;
   sendData(streamId: number, data: Uint8Array, offset: number, length: number): void;
+  /** Stages one whole datagram record (a DATA frame of its prefix and `payload`; the caller checked credit and room). */
+  sendDatagram(streamId: number, payload: Uint8Array): void;
   sendFin(streamId: number): void;
   sendRst(streamId: number, code: number): void;
   sendWindow(streamId: number, increment: number): void;

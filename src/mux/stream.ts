@@ -10,7 +10,8 @@
  *
  * Naming: `handle*` are frames from the peer (called by the session), `on*` are events of the local socket.
  */
-import { WireCode } from "../protocol/constants.ts";
+import { DATAGRAM_PREFIX_BYTES, WireCode } from "../protocol/constants.ts";
+import { datagramRecord } from "../protocol/datagram.ts";
 import type { SocketOwner } from "../transport/tcp.ts";
 import { releaseChunk } from "../transport/read-buffer.ts";
 import { StreamCore } from "./stream-core.ts";
@@ -47,6 +48,24 @@ export class Stream extends StreamCore implements SocketOwner {
       this.outPending = this.outChunk = joined;
     }
     this.pump();
+  }
+
+  /**
+   * A datagram from the flow's local UDP peer (datagram streams, mux/datagram-flow.ts): staged at once as one DATA
+   * frame when nothing waits before it and credit and UDP's share allow; otherwise it becomes the one pending record.
+   */
+  onDatagram(payload: Uint8Array): void {
+    if (this.end !== null || this.sendHalf === "closed") return;
+    const n = DATAGRAM_PREFIX_BYTES + payload.byteLength;
+    const now = this.outPending === null && this.watcher === null && n <= this.sendCredit && n <= this.host.peerMaxFrame;
+    if (!now || !this.host.canSendDatagrams()) {
+      this.onData(datagramRecord(payload));
+      return;
+    }
+    this.host.sendDatagram(this.id, payload);
+    this.sendCredit -= n;
+    this.bytesOut += n;
+    this.lastActive = this.host.epoch;
   }
 
   onDrain(): void {

@@ -1,9 +1,11 @@
 /** Batching stream-frame encoder (SPEC.md §2): frames are appended to one staging buffer, written in batches. Pure. */
 import { TunnelError } from "../errors.ts";
 import {
+  DATAGRAM_PREFIX_BYTES,
   FRAME_HEADER_BYTES,
   FrameType,
   MAX_CONTROL_MESSAGE_BYTES,
+  MAX_DATAGRAM_BYTES,
   MAX_MAX_FRAME_BYTES,
   MIN_CONTROL_MESSAGE_BYTES,
   MAX_STREAM_ID,
@@ -114,6 +116,21 @@ export class FrameEncoder {
     const o = this.header(FrameType.DATA, streamId, length);
     if (length === 0) return;
     copyBytes(this.buf, o, payload, offset, length);
+  }
+
+  /**
+   * Appends a DATA frame carrying one whole datagram record (SPEC.md §2.5): its uint16 length prefix and `payload`,
+   * written straight into the staging buffer (no record is built first).
+   * @throws TunnelError ERR_INTERNAL on a bad stream id or a payload over MAX_DATAGRAM_BYTES.
+   */
+  datagram(streamId: number, payload: Uint8Array): void {
+    if (!isStreamId(streamId)) throw misuse(`DATA stream id ${streamId}`);
+    const n = payload.byteLength;
+    if (n > MAX_DATAGRAM_BYTES) throw misuse(`datagram of ${n} bytes`);
+    const o = this.header(FrameType.DATA, streamId, DATAGRAM_PREFIX_BYTES + n);
+    this.buf[o] = n >>> 8;
+    this.buf[o + 1] = n & 0xff;
+    if (n > 0) copyBytes(this.buf, o + DATAGRAM_PREFIX_BYTES, payload, 0, n);
   }
 
   /**

@@ -18,8 +18,10 @@ export const RELEASE_MIN_BYTES = 64 * 1024;
  * shared buffer, or for a chunk smaller than {@link RELEASE_MIN_BYTES}. Never throws.
  */
 export function releaseChunk(chunk: Uint8Array): void {
+  // Sizes first: `.buffer` of a small typed array made in JS materializes its ArrayBuffer, which is costly.
+  if (chunk.byteOffset !== 0 || chunk.byteLength < RELEASE_MIN_BYTES) return;
   const buf = chunk.buffer;
-  if (chunk.byteOffset !== 0 || chunk.byteLength < RELEASE_MIN_BYTES || !(buf instanceof ArrayBuffer)) return;
+  if (!(buf instanceof ArrayBuffer)) return;
   if (buf.byteLength !== chunk.byteLength || buf.detached) return;
   buf.transfer(0);
 }

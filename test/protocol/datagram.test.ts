@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { DatagramReader, datagramRecord } from "../../src/protocol/datagram.ts";
 import { MAX_DATAGRAM_BYTES } from "../../src/protocol/constants.ts";
+import { FrameEncoder } from "../../src/protocol/frame-encoder.ts";
 import { isTunnelError } from "../../src/errors.ts";
 import { concat, Prng, splitAt, splitBytewise } from "../support/protocol-prng.ts";
 import { specVectors } from "../support/protocol-spec.ts";
@@ -70,5 +71,34 @@ describe("DatagramReader", () => {
       err = e;
     }
     expect(isTunnelError(err, "ERR_INTERNAL")).toBe(true);
+  });
+});
+
+describe("FrameEncoder.datagram", () => {
+  test("writes exactly the DATA frame of datagramRecord(payload), for sizes 0..65,507", () => {
+    const rng = new Prng(2020);
+    for (const n of [0, 1, 2, 255, 256, 1400, 65_535 - 28, ...Array.from({ length: 40 }, () => rng.int(MAX_DATAGRAM_BYTES + 1))]) {
+      const payload = new Uint8Array(n);
+      for (let i = 0; i < n; i++) payload[i] = rng.int(256);
+      const direct = new FrameEncoder();
+      direct.datagram(7, payload);
+      const viaRecord = new FrameEncoder();
+      viaRecord.data(7, datagramRecord(payload));
+      expect(direct.pending()).toEqual(viaRecord.pending());
+    }
+  });
+
+  test("a payload over 65,507 bytes or a bad stream id is a misuse (ERR_INTERNAL), nothing staged", () => {
+    const enc = new FrameEncoder();
+    for (const call of [() => enc.datagram(1, new Uint8Array(MAX_DATAGRAM_BYTES + 1)), () => enc.datagram(0, new Uint8Array(1))]) {
+      let code: string | null = null;
+      try {
+        call();
+      } catch (e) {
+        code = isTunnelError(e) ? e.code : "other";
+      }
+      expect(code).toBe("ERR_INTERNAL");
+    }
+    expect(enc.pendingBytes).toBe(0);
   });
 });
