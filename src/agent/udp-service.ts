@@ -18,7 +18,7 @@ let nextFlowKey = 1;
 /** Opens the flow's socket toward `service` and attaches it to `stream` (or resets the stream if it cannot). */
 export function serveUdp(stream: Stream, service: ServiceConfig, flows: FlowTable, counters: FlowCounters): void {
   let socket: UdpConnection | null = null;
-  const flow = new DatagramFlow(String(nextFlowKey++), flows, (d) => socket?.send(d) ?? false, counters, () => socket?.close());
+  const flow = new DatagramFlow(String(nextFlowKey++), flows, (ds) => socket?.sendMany(ds) ?? 0, counters, () => socket?.close());
   connectUdp({
     host: service.host,
     port: service.port,

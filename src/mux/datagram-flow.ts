@@ -38,14 +38,16 @@ export class DatagramFlow implements LocalSocket {
   dropped = 0;
   private paused = false;
   private closed = false;
+  /** Datagrams cut out of one write, sent together when it ends (views of its bytes: valid until then). */
+  private readonly batch: Uint8Array[] = [];
   private readonly reader = new DatagramReader((d) => this.deliver(d));
 
   constructor(
     /** Table key: the visitor's `address|port` on the server, the stream id on the agent. */
     readonly key: string,
     private readonly table: FlowTable,
-    /** Sends one datagram to the local peer; false when the kernel refused it. */
-    private readonly send: (datagram: Uint8Array) => boolean,
+    /** Sends datagrams to the local peer in one system call; how many the kernel took (the rest are lost). */
+    private readonly sendMany: (datagrams: readonly Uint8Array[]) => number,
     private readonly counters: FlowCounters,
     /** The flow is over (its stream ended): release the local socket. */
     private readonly onClosed: () => void,
@@ -76,6 +78,7 @@ export class DatagramFlow implements LocalSocket {
   write(data: Uint8Array, byteOffset = 0, byteLength = data.byteLength - byteOffset): number {
     if (this.closed) return -1;
     const err = this.reader.push(data.subarray(byteOffset, byteOffset + byteLength));
+    this.sendBatch();
     if (err !== null) {
       this.stream?.reset(WireCode.PROTOCOL_ERROR);
       return -1;
@@ -115,9 +118,24 @@ export class DatagramFlow implements LocalSocket {
 
   private deliver(datagram: Uint8Array): void {
     this.lastActive = this.table.epoch;
-    if (!this.send(datagram)) return this.drop("send_failed");
-    this.datagramsOut++;
-    this.counters.delivered(datagram.byteLength);
+    this.batch.push(datagram);
+    if (this.batch.length >= SEND_BATCH) this.sendBatch();
+  }
+
+  /** Sends the datagrams cut out so far (a DATA frame often carries a burst of them: one sendmmsg, not one each). */
+  private sendBatch(): void {
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    const sent = this.sendMany(batch);
+    for (let i = 0; i < batch.length; i++) {
+      if (i >= sent) {
+        this.drop("send_failed");
+        continue;
+      }
+      this.datagramsOut++;
+      this.counters.delivered((batch[i] as Uint8Array).byteLength);
+    }
+    batch.length = 0;
   }
 
   private drop(reason: DropReason): void {
@@ -132,6 +150,9 @@ export class DatagramFlow implements LocalSocket {
     this.onClosed();
   }
 }
+
+/** Datagrams sent in one system call at most (Linux takes up to 1,024 per sendmmsg). */
+const SEND_BATCH = 256;
 
 /** Bytes of the largest record: a datagram and its prefix. */
 export const MAX_RECORD_BYTES = DATAGRAM_PREFIX_BYTES + MAX_DATAGRAM_BYTES;

@@ -202,7 +202,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   sendDatagram(streamId: number, payload: Uint8Array): void {
     this.blocked.staged += DATAGRAM_PREFIX_BYTES + payload.byteLength;
-    this.encoder.datagram(streamId, payload);
+    this.encoder.datagram(streamId, payload, this.peerMaxFrame);
     this.writer.flushIfFull();
   }
 

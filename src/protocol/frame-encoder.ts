@@ -44,6 +44,10 @@ export class FrameEncoder {
   private buf: Uint8Array;
   private start = 0;
   private end = 0;
+  /** Stream of the last frame appended if it is a DATA frame of datagram records nothing was written of, else 0. */
+  private openDatagramStream = 0;
+  /** That frame's payload length. */
+  private openDatagramBytes = 0;
 
   /**
    * @param initialCapacity staging size in bytes, integer ≥ FRAME_HEADER_BYTES; default 65536.
@@ -90,6 +94,7 @@ export class FrameEncoder {
    */
   consume(n: number): void {
     if (!Number.isInteger(n) || n < 0 || n > this.end - this.start) throw misuse(`consume(${n})`);
+    if (n > 0) this.openDatagramStream = 0; // part of the last frame may be written: it no longer grows
     this.start += n;
     if (this.start === this.end) {
       this.start = 0;
@@ -119,15 +124,31 @@ export class FrameEncoder {
   }
 
   /**
-   * Appends a DATA frame carrying one whole datagram record (SPEC.md §2.5): its uint16 length prefix and `payload`,
-   * written straight into the staging buffer (no record is built first).
-   * @throws TunnelError ERR_INTERNAL on a bad stream id or a payload over MAX_DATAGRAM_BYTES.
+   * Appends one whole datagram record (SPEC.md §2.5), its uint16 length prefix and `payload`, written straight into
+   * the staging buffer. When the last frame appended is a DATA frame of records of the same stream, none of it was
+   * consumed yet, and the record fits in `maxPayload` with it, the record joins that frame (one frame, and at the
+   * peer one write to the flow, for a burst of datagrams); else it starts a new DATA frame.
+   * @throws TunnelError ERR_INTERNAL on a bad stream id, a payload over MAX_DATAGRAM_BYTES, or a record over
+   *   `maxPayload`.
    */
-  datagram(streamId: number, payload: Uint8Array): void {
+  datagram(streamId: number, payload: Uint8Array, maxPayload: number = MAX_MAX_FRAME_BYTES): void {
     if (!isStreamId(streamId)) throw misuse(`DATA stream id ${streamId}`);
     const n = payload.byteLength;
-    if (n > MAX_DATAGRAM_BYTES) throw misuse(`datagram of ${n} bytes`);
-    const o = this.header(FrameType.DATA, streamId, DATAGRAM_PREFIX_BYTES + n);
+    const record = DATAGRAM_PREFIX_BYTES + n;
+    if (n > MAX_DATAGRAM_BYTES || record > maxPayload || maxPayload > MAX_MAX_FRAME_BYTES) throw misuse(`datagram of ${n} bytes`);
+    let o: number;
+    if (this.openDatagramStream === streamId && this.openDatagramBytes + record <= maxPayload) {
+      if (this.end + record > this.buf.length) this.makeRoom(record); // keeps the last frame right before `end`
+      const headerAt = this.end - this.openDatagramBytes - FRAME_HEADER_BYTES;
+      this.openDatagramBytes += record;
+      this.u32(headerAt + 6, this.openDatagramBytes); // the frame's length field
+      o = this.end;
+      this.end += record;
+    } else {
+      o = this.header(FrameType.DATA, streamId, record);
+      this.openDatagramStream = streamId;
+      this.openDatagramBytes = record;
+    }
     this.buf[o] = n >>> 8;
     this.buf[o + 1] = n & 0xff;
     if (n > 0) copyBytes(this.buf, o + DATAGRAM_PREFIX_BYTES, payload, 0, n);
@@ -213,6 +234,7 @@ export class FrameEncoder {
 
   /** Reserves a frame of `len` payload bytes, writes its header, returns the payload offset. */
   private header(type: number, streamId: number, len: number): number {
+    this.openDatagramStream = 0;
     const need = FRAME_HEADER_BYTES + len;
     if (this.end + need > this.buf.length) this.makeRoom(need);
     const o = this.end;

@@ -109,7 +109,7 @@ export class UdpRoute {
         full = true;
         continue;
       }
-      flow ??= new DatagramFlow(key, this.flows, (d) => endpoint.send(d, port, address), this.counters, onClosed);
+      flow ??= new DatagramFlow(key, this.flows, (ds) => endpoint.sendMany(ds, port, address), this.counters, onClosed);
       const stream = host.session.openStream(flow, {
         service: this.route.service,
         visitorAddress: address,

@@ -15,6 +15,8 @@ export interface UdpEndpoint {
   readonly port: number;
   /** Sends one datagram; false when the kernel refused it (buffer full, too long, unreachable): it is lost. */
   send(data: Uint8Array, port: number, address: string): boolean;
+  /** Sends datagrams to one peer in one system call (sendmmsg); how many the kernel took (the rest are lost). */
+  sendMany(data: readonly Uint8Array[], port: number, address: string): number;
   close(): void;
 }
 
@@ -22,6 +24,8 @@ export interface UdpEndpoint {
 export interface UdpConnection {
   /** Sends one datagram to the peer; false when the kernel refused it: it is lost. */
   send(data: Uint8Array): boolean;
+  /** Sends datagrams in one system call (sendmmsg); how many the kernel took (the rest are lost). */
+  sendMany(data: readonly Uint8Array[]): number;
   close(): void;
 }
 
@@ -66,6 +70,15 @@ export async function bindUdp(opts: BindOptions): Promise<UdpEndpoint> {
         return false; // EMSGSIZE and the like: a datagram the kernel would not take is lost, as any other
       }
     },
+    sendMany(data, port, address) {
+      const packets: (Uint8Array | number | string)[] = [];
+      for (const d of data) packets.push(d, port, address);
+      try {
+        return socket.sendMany(packets);
+      } catch {
+        return 0;
+      }
+    },
     close: () => socket.close(),
   };
 }
@@ -99,6 +112,13 @@ export async function connectUdp(opts: ConnectOptions): Promise<UdpConnection> {
         return socket.send(data);
       } catch {
         return false;
+      }
+    },
+    sendMany(data) {
+      try {
+        return socket.sendMany(data);
+      } catch {
+        return 0;
       }
     },
     close: () => socket.close(),

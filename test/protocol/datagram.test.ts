@@ -3,6 +3,8 @@ import { describe, expect, test } from "bun:test";
 import { DatagramReader, datagramRecord } from "../../src/protocol/datagram.ts";
 import { MAX_DATAGRAM_BYTES } from "../../src/protocol/constants.ts";
 import { FrameEncoder } from "../../src/protocol/frame-encoder.ts";
+import { FrameDecoder } from "../../src/protocol/frame-decoder.ts";
+import { Recorder } from "../support/protocol-frames.ts";
 import { isTunnelError } from "../../src/errors.ts";
 import { concat, Prng, splitAt, splitBytewise } from "../support/protocol-prng.ts";
 import { specVectors } from "../support/protocol-spec.ts";
@@ -100,5 +102,85 @@ describe("FrameEncoder.datagram", () => {
       expect(code).toBe("ERR_INTERNAL");
     }
     expect(enc.pendingBytes).toBe(0);
+  });
+});
+
+describe("FrameEncoder.datagram: records of one stream share a DATA frame", () => {
+  /** Records DATA frames (stream, payload length) besides Recorder's log. */
+  class FrameLog extends Recorder {
+    readonly frames: { id: number; bytes: number }[] = [];
+    override handleData(id: number, payload: Uint8Array): void {
+      this.frames.push({ id, bytes: payload.byteLength });
+      super.handleData(id, payload);
+    }
+  }
+
+  /** Decodes `bytes`: its DATA frames, and each stream's datagrams cut out by one DatagramReader per stream. */
+  function decode(bytes: Uint8Array) {
+    const rec = new FrameLog();
+    expect(new FrameDecoder(rec, { maxFrameBytes: 1 << 20 }).push(bytes)).toBeNull();
+    const datagrams = new Map<number, Uint8Array[]>();
+    const readers = new Map<number, DatagramReader>();
+    for (const e of rec.log) {
+      if (e.t !== "data") continue;
+      if (!readers.has(e.id)) {
+        const list: Uint8Array[] = [];
+        datagrams.set(e.id, list);
+        readers.set(e.id, new DatagramReader((d) => list.push(d.slice())));
+      }
+      expect(readers.get(e.id)?.push(e.bytes)).toBeNull();
+    }
+    return { frames: rec.frames, datagrams };
+  }
+
+  test("a burst of one stream is one frame; another stream's record, another frame type, a write or maxPayload start a new one", () => {
+    const enc = new FrameEncoder(64); // tiny: joining records must grow and compact the buffer
+    const d = (n: number, v: number) => new Uint8Array(n).fill(v);
+    let written = new Uint8Array(0);
+    const write = (n: number) => {
+      written = concat([written, enc.pending().slice(0, n)]);
+      enc.consume(n);
+    };
+    enc.datagram(7, d(100, 1), 250);
+    enc.datagram(7, d(100, 2), 250); // joins: 204 bytes
+    enc.datagram(7, d(100, 3), 250); // 306 > 250: a new frame
+    enc.datagram(9, d(5, 4), 250); // another stream
+    enc.datagram(7, d(5, 5), 250); // the last frame is stream 9's
+    enc.window(7, 1);
+    enc.datagram(7, d(5, 6), 250); // after a WINDOW frame
+    write(3); // a short write took part of the staged bytes
+    enc.datagram(7, d(0, 0), 250); // a new frame (an empty datagram)
+    enc.datagram(7, d(1, 7), 250); // joins it
+    write(enc.pendingBytes);
+    const { frames, datagrams } = decode(written);
+    expect(frames).toEqual([
+      { id: 7, bytes: 204 }, { id: 7, bytes: 102 }, { id: 9, bytes: 7 }, { id: 7, bytes: 7 }, { id: 7, bytes: 7 }, { id: 7, bytes: 5 },
+    ]);
+    expect(datagrams.get(7)).toEqual([d(100, 1), d(100, 2), d(100, 3), d(5, 5), d(5, 6), d(0, 0), d(1, 7)]);
+    expect(datagrams.get(9)).toEqual([d(5, 4)]);
+  });
+
+  test("seeded: 3,000 records of three streams between random short writes come out whole, in order, frames ≤ maxPayload", () => {
+    const rng = new Prng(4242);
+    const enc = new FrameEncoder(64);
+    const sent = new Map<number, Uint8Array[]>();
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < 3_000; i++) {
+      const id = 1 + rng.int(3);
+      const payload = new Uint8Array(rng.int(rng.int(10) === 0 ? 8_000 : 300));
+      for (let k = 0; k < payload.length; k++) payload[k] = rng.int(256);
+      enc.datagram(id, payload, 8_192);
+      sent.set(id, [...(sent.get(id) ?? []), payload]);
+      if (rng.int(8) === 0) {
+        const n = rng.int(enc.pendingBytes + 1);
+        parts.push(enc.pending().slice(0, n));
+        enc.consume(n);
+      }
+    }
+    parts.push(enc.pending().slice());
+    const { frames, datagrams } = decode(concat(parts));
+    expect(frames.length).toBeLessThan(3_000); // records did share frames
+    expect(frames.every((f) => f.bytes <= 8_192)).toBe(true);
+    for (const [id, list] of sent) expect(datagrams.get(id)).toEqual(list);
   });
 });
