@@ -50,6 +50,8 @@ export abstract class SessionCore implements StreamHost<Stream> {
   closed = false;
   /** Streams ever opened on this session. */
   streamsOpened = 0;
+  /** Open datagram streams (UDP flows), at most half of the stream limit (Session.hasDatagramRoom). */
+  datagramStreams = 0;
   /** Unsent bytes read from streams' local sockets (see pendingChanged). */
   private pendingOut = 0;
   /** Streams stop reading their local sockets while pendingOut is over the budget. */
@@ -221,7 +223,10 @@ export abstract class SessionCore implements StreamHost<Stream> {
   }
 
   streamDone(stream: Stream, code: number | null): void {
-    if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
+    if (this.streams.get(stream.id) === stream) {
+      this.streams.delete(stream.id);
+      if (stream.open.datagram === true) this.datagramStreams--;
+    }
     this.blocked.delete(stream);
     this.events.onStreamEnd?.(stream, code);
   }
@@ -230,6 +235,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   protected newStream(id: number, open: OpenPayload): Stream {
     const o = this.opts;
+    if (open.datagram === true) this.datagramStreams++;
     return new Stream(id, this, o.peerWindow, o.localWindow, o.openWindow ?? o.localWindow, open);
   }
 
