@@ -24,7 +24,8 @@ test("a hostile agent's flows: split and empty records delivered whole, bad ones
   const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ROUTES: "127.0.0.1:0/udp=edge/dns", TUNNEL_MAX_STREAMS_PER_CONNECTION: "8" });
   const raw = await rawAgent(srv.agentPort, initInfo());
   await waitFor(() => srv.registry.pick("edge", null) !== null, "the raw agent is registered");
-  const session = srv.registry.pick("edge", null)?.session;
+  const host = srv.registry.pick("edge", null);
+  const session = host !== null && host.kind !== "raw" ? host.session : null;
   const reader = new FrameReader();
   const port = srv.udpRoutes[0]?.port as number;
   const t = srv.stats.udp.tally("edge/dns");
