@@ -2,9 +2,10 @@
  * A UDP flow's end of a datagram stream (SPEC.md §2.5): the stream's local socket is a UDP peer (the visitor on the
  * server, a socket connected to the service on the agent). Datagrams from it become length-prefixed records on the
  * stream; records from the peer are cut out (DatagramReader) and sent as datagrams. Loss instead of bloat: while the
- * stream cannot take a record (no credit, its connection backed up, or past the UDP share of it) the stream pauses
- * this "socket", and datagrams that arrive meanwhile are dropped and counted, never queued. So a flow holds at most
- * one record waiting to be sent and one partial record received (each ≤ 2 + 65,507 bytes).
+ * stream cannot take a record now (no credit, its connection backed up, or past the UDP share of it) datagrams are
+ * dropped and counted, never queued. A record waits only when credit or room ran out mid-record (the stream pauses
+ * this "socket" meanwhile). So a flow holds at most one record waiting to be sent and one partial record received
+ * (each ≤ 2 + 65,507 bytes).
  *
  * FlowTable holds the flows of one route (server) or of the process (agent): the flow cap and the idle timeout.
  */
@@ -65,7 +66,7 @@ export class DatagramFlow implements LocalSocket {
     if (this.closed) return;
     if (truncated || data.byteLength > MAX_DATAGRAM_BYTES) return this.drop("oversized");
     const s = this.stream;
-    if (s === null || s.end !== null || s.sendHalf !== "open" || this.paused) return this.drop("queue_full");
+    if (s === null || this.paused || !s.canTakeDatagram()) return this.drop("queue_full");
     this.lastActive = this.table.epoch;
     this.datagramsIn++;
     this.counters.received(data.byteLength);

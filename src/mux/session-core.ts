@@ -40,7 +40,6 @@ export abstract class SessionCore implements StreamHost<Stream> {
   protected readonly writer: FrameWriter;
   protected readonly encoder: FrameEncoder; // the writer's staging encoder (frames are appended here)
   private readonly blocked = new BlockedStreams<Stream>();
-  private readonly canAcceptData = (): boolean => !this.closed && this.writer.canAccept();
   private nextStreamId = 1;
   protected highestStreamId = 0;
   protected lastReceivedAt = performance.now();
@@ -50,6 +49,8 @@ export abstract class SessionCore implements StreamHost<Stream> {
   closed = false;
   /** Streams ever opened on this session. */
   streamsOpened = 0;
+  /** Open datagram streams (UDP flows), at most half of the stream limit (Session.hasDatagramRoom). */
+  datagramStreams = 0;
   /** Unsent bytes read from streams' local sockets (see pendingChanged). */
   private pendingOut = 0;
   /** Streams stop reading their local sockets while pendingOut is over the budget. */
@@ -64,17 +65,13 @@ export abstract class SessionCore implements StreamHost<Stream> {
   epoch = 0;
   private readonly idleClock: ReturnType<typeof setInterval> | null;
 
-  constructor(
-    socket: FrameSocket,
-    protected readonly opts: SessionOptions,
-    protected readonly events: SessionEvents,
-  ) {
+  constructor(socket: FrameSocket, protected readonly opts: SessionOptions, protected readonly events: SessionEvents) {
     this.peerMaxFrame = opts.peerMaxFrame;
     this.writer = new FrameWriter(
       socket,
       opts.highWaterBytes ?? 1024 * 1024,
       opts.controlQueueMaxBytes ?? DEFAULT_CONTROL_QUEUE_MAX_BYTES,
-      () => this.blocked.resume(this.canAcceptData),
+      () => this.blocked.resume(() => !this.closed && this.writer.canAccept()),
       () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
     );
     this.encoder = this.writer.encoder;
@@ -227,7 +224,10 @@ export abstract class SessionCore implements StreamHost<Stream> {
   }
 
   streamDone(stream: Stream, code: number | null): void {
-    if (this.streams.get(stream.id) === stream) this.streams.delete(stream.id);
+    if (this.streams.get(stream.id) === stream) {
+      this.streams.delete(stream.id);
+      if (stream.open.datagram === true) this.datagramStreams--;
+    }
     this.blocked.delete(stream);
     this.events.onStreamEnd?.(stream, code);
   }
@@ -236,6 +236,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   protected newStream(id: number, open: OpenPayload): Stream {
     const o = this.opts;
+    if (open.datagram === true) this.datagramStreams++;
     return new Stream(id, this, o.peerWindow, o.localWindow, o.openWindow ?? o.localWindow, open);
   }
 

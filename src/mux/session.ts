@@ -80,7 +80,9 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
     this.highestStreamId = streamId;
     // Not refused while we drain: an OPEN the server sent before our GOAWAY reached it is served (refusing it
     // would reset a visitor that other agents could have taken). Only the cap and the inbound budgets (SPEC.md §2.2) refuse.
-    const refused = this.streams.size >= this.opts.maxStreams ? "stream_limit" : !this.inbound.fits(this.opts.localWindow) ? "inbound_budget" : null;
+    // A datagram flow past UDP's half of the streams is refused like one past the limit (SPEC.md §2.5).
+    const full = this.streams.size >= this.opts.maxStreams || (open.datagram === true && !this.hasDatagramRoom);
+    const refused = full ? "stream_limit" : !this.inbound.fits(this.opts.localWindow) ? "inbound_budget" : null;
     if (refused !== null) {
       this.reply(FRAME_HEADER_BYTES + 4);
       this.encoder.rst(streamId, WireCode.REFUSED_STREAM);
@@ -167,6 +169,14 @@ export class Session extends SessionCore implements FrameHandler, SocketOwner {
    */
   canSendDatagrams(): boolean {
     return !this.closed && this.writer.canAccept(UDP_SHARE);
+  }
+
+  /**
+   * True while another datagram stream (UDP flow) may open here: they take at most half of this side's stream limit,
+   * the rest stays for byte streams (SPEC.md §2.5). The server opens no flow past it; the agent refuses one.
+   */
+  get hasDatagramRoom(): boolean {
+    return this.datagramStreams < Math.max(1, Math.floor(this.opts.maxStreams / 2));
   }
 
   // --- internals ---

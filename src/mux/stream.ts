@@ -130,6 +130,14 @@ export class Stream extends StreamCore implements SocketOwner {
   }
 
   /**
+   * A datagram stream (SPEC.md §2.5) may stage a record now: nothing of it waits, it has credit, and the connection is
+   * below UDP's share of its staging buffer. Otherwise the datagram is dropped by its flow, never held.
+   */
+  canTakeDatagram(): boolean {
+    return this.end === null && this.sendHalf === "open" && this.outPending === null && this.sendCredit > 0 && this.host.canSendDatagrams();
+  }
+
+  /**
    * Reads the local socket only while nothing of it waits to be sent and the session is not over its budget of
    * unsent bytes (bun delivers a whole read, up to 512 KiB, before a pause can take effect).
    */

@@ -16,13 +16,6 @@ import type { ServerStats } from "./stats.ts";
 
 const log = logger("route");
 
-/**
- * Datagram streams open on each agent connection (its Session), over every UDP route. At most half of a connection's
- * streams (TUNNEL_MAX_STREAMS_PER_CONNECTION) may be UDP flows: a flood from many addresses must never take the
- * stream slots that TCP visitors need on the same connection (SPEC.md §2.5).
- */
-const datagramStreams = new WeakMap<object, number>();
-
 /** One UDP route: its socket and its flows. */
 export class UdpRoute {
   /** `cluster/service`: the label of metrics and logs. */
@@ -31,8 +24,6 @@ export class UdpRoute {
   private endpoint: UdpEndpoint | null = null;
   private readonly counters: FlowCounters;
   private readonly routeAddress: string;
-  /** Datagram streams allowed on one agent connection (half its stream limit). */
-  private readonly maxPerConnection: number;
 
   private constructor(
     readonly route: RouteConfig,
@@ -45,7 +36,6 @@ export class UdpRoute {
     this.counters = stats.udp.counters(this.label);
     const h = route.listen.host;
     this.routeAddress = isIPv4(h) && h !== "0.0.0.0" ? h : "";
-    this.maxPerConnection = Math.max(1, Math.floor(config.maxStreamsPerConnection / 2));
   }
 
   /** Binds the route's socket. Throws TunnelError ERR_LISTEN if the address cannot be bound. */
@@ -95,21 +85,18 @@ export class UdpRoute {
       this.counters.dropped("flow_limit");
       return null;
     }
-    let session: object | null = null;
-    const onClosed = () => {
-      if (session !== null) datagramStreams.set(session, (datagramStreams.get(session) ?? 1) - 1);
-    };
     let flow: DatagramFlow | null = null; // made once a connection has room: most datagrams of a flood are dropped
     let full = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       const host = this.registry.pick(this.route.cluster, null, false); // a MOSN raw host carries TCP only
       if (host === null || host.kind === "raw") break;
-      const open = datagramStreams.get(host.session) ?? 0;
-      if (open >= this.maxPerConnection) {
+      // At most half of a connection's streams are UDP flows: a flood from many addresses never takes the stream
+      // slots TCP visitors need on it (SPEC.md §2.5; the session counts its datagram streams).
+      if (!host.session.hasDatagramRoom) {
         full = true;
         continue;
       }
-      flow ??= new DatagramFlow(key, this.flows, (ds) => endpoint.sendMany(ds, port, address), this.counters, onClosed);
+      flow ??= new DatagramFlow(key, this.flows, (ds) => endpoint.sendMany(ds, port, address), this.counters, () => {});
       const stream = host.session.openStream(flow, {
         service: this.route.service,
         visitorAddress: address,
@@ -119,8 +106,6 @@ export class UdpRoute {
         datagram: true,
       });
       if (stream === null) continue;
-      session = host.session;
-      datagramStreams.set(session, open + 1);
       stream.label = this.label;
       flow.bind(stream);
       this.flows.add(flow);

@@ -199,3 +199,23 @@ test("UDP flows take at most half of a connection's streams: TCP visitors still 
   sink.socket.close();
   tcpEcho.stop();
 }, 30_000);
+
+test("an agent whose stream limit is below the server's keeps half of it for TCP: it refuses UDP flows past that half", async () => {
+  // Found by a hostile-visitor review (issue 20): the server counts UDP's half of its own limit (4096 here), which
+  // the agent's 8 streams were far below; UDP flows took all 8 and every TCP visitor was refused.
+  const sink = await udpSink();
+  const tcpEcho = startEchoServer();
+  const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ROUTES: "127.0.0.1:0/udp=edge/sink,127.0.0.1:0=edge/echo" });
+  const a = await agent(srv, { ...EDGE, TUNNEL_MAX_STREAMS_PER_CONNECTION: "8", TUNNEL_SERVICES: `sink=127.0.0.1:${sink.socket.port}/udp,echo=127.0.0.1:${tcpEcho.port}` });
+  const [udpPort, tcpPort] = srv.routePorts as [number, number];
+  const clients = await Promise.all(Array.from({ length: 10 }, () => udpClient()));
+  for (const c of clients) c.send(new Uint8Array([1]), udpPort);
+  await waitFor(() => a.stats.refused.stream_limit + sink.received.length === 10, "every flow carried or refused");
+  expect(sink.received.length).toBe(4);
+  await waitFor(() => srv.udpRoutes[0]?.flows.size === 4, "the refused flows closed on the server");
+  const visitors = await Promise.all([0, 1, 2, 3].map((i) => runVisitor({ port: tcpPort, seed: 60 + i, sendBytes: 64 * 1024 })));
+  for (const v of visitors) expect(v.ok).toBe(true);
+  for (const c of clients) c.close();
+  sink.socket.close();
+  tcpEcho.stop();
+}, 30_000);
