@@ -20,14 +20,22 @@ export function datagramRecord(payload: Uint8Array): Uint8Array {
   return out;
 }
 
+/** First allocation for a record that straddles chunks; it grows (doubling, up to the record) as bytes arrive. */
+const PARTIAL_START_BYTES = 4096;
+
 /**
  * Cuts whole datagrams out of a flow's bytes. Holds at most one partial record (≤ 2 + 65,507 bytes, copied); a record
  * inside one pushed chunk is passed on as a view of it, without a copy.
  */
 export class DatagramReader {
-  /** The partial record's bytes (prefix included), allocated when a record straddles chunks. */
+  /**
+   * The bytes so far of a record that straddles chunks, in a buffer grown as they arrive (a length prefix alone
+   * does not allocate the whole record: a peer could announce 64 KiB per flow and send nothing more).
+   */
   private partial: Uint8Array | null = null;
   private have = 0;
+  /** The partial record's length. */
+  private want = 0;
   /** Length prefix bytes held while the prefix itself straddles chunks. */
   private readonly prefix = new Uint8Array(DATAGRAM_PREFIX_BYTES);
   private prefixHave = 0;
@@ -39,6 +47,11 @@ export class DatagramReader {
   /** Bytes held of a record not yet complete. */
   get bufferedBytes(): number {
     return this.prefixHave + this.have;
+  }
+
+  /** Bytes allocated for the partial record (at most a little over twice what arrived of it, or 4 KiB). */
+  get allocatedBytes(): number {
+    return this.partial?.byteLength ?? 0;
   }
 
   /**
@@ -83,17 +96,23 @@ export class DatagramReader {
       this.onDatagram(new Uint8Array(0));
       return null;
     }
-    this.partial = new Uint8Array(len);
+    this.partial = new Uint8Array(Math.min(len, PARTIAL_START_BYTES));
     this.have = 0;
+    this.want = len;
     return null;
   }
 
   private fill(chunk: Uint8Array, pos: number): number {
-    const buf = this.partial as Uint8Array;
-    const n = Math.min(buf.byteLength - this.have, chunk.byteLength - pos);
+    const n = Math.min(this.want - this.have, chunk.byteLength - pos);
+    let buf = this.partial as Uint8Array;
+    if (this.have + n > buf.byteLength) {
+      const grown = new Uint8Array(Math.min(this.want, Math.max(2 * buf.byteLength, this.have + n)));
+      grown.set(buf.subarray(0, this.have));
+      this.partial = buf = grown;
+    }
     buf.set(chunk.subarray(pos, pos + n), this.have);
     this.have += n;
-    if (this.have === buf.byteLength) {
+    if (this.have === this.want) {
       this.partial = null;
       this.have = 0;
       this.onDatagram(buf);

@@ -184,3 +184,21 @@ describe("FrameEncoder.datagram: records of one stream share a DATA frame", () =
     for (const [id, list] of sent) expect(datagrams.get(id)).toEqual(list);
   });
 });
+
+describe("DatagramReader memory", () => {
+  test("a length prefix alone allocates 4 KiB, not the record; the buffer grows with the bytes and the datagram comes out whole", () => {
+    const rng = new Prng(65_000);
+    const payload = new Uint8Array(65_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = rng.int(256);
+    const record = datagramRecord(payload);
+    const got: Uint8Array[] = [];
+    const reader = new DatagramReader((d) => got.push(d.slice()));
+    expect(reader.push(record.subarray(0, 2))).toBeNull(); // a hostile peer announces 65,000 bytes and stops
+    expect(reader.allocatedBytes).toBe(4096);
+    expect(reader.push(record.subarray(2, 10_002))).toBeNull();
+    expect(reader.allocatedBytes).toBeLessThanOrEqual(2 * 10_000);
+    for (let at = 10_002; at < record.length; at += 7_001) expect(reader.push(record.subarray(at, Math.min(record.length, at + 7_001)))).toBeNull();
+    expect(got).toEqual([payload]);
+    expect(reader.allocatedBytes).toBe(0);
+  });
+});
