@@ -175,9 +175,8 @@ export abstract class SessionCore implements StreamHost<Stream> {
 
   pendingChanged(delta: number): void {
     this.pendingOut += delta;
-    const budget = PENDING_OUT_BUDGET_BYTES;
-    if (!this.readsPaused && this.pendingOut > budget) this.setReadsPaused(true);
-    else if (this.readsPaused && this.pendingOut <= budget / 2) this.setReadsPaused(false);
+    if (!this.readsPaused && this.pendingOut > PENDING_OUT_BUDGET_BYTES) this.setReadsPaused(true);
+    else if (this.readsPaused && this.pendingOut <= PENDING_OUT_BUDGET_BYTES / 2) this.setReadsPaused(false);
   }
 
   /** Over budget: every stream stops reading (O(streams), only when the budget is crossed, with hysteresis). */
@@ -224,10 +223,9 @@ export abstract class SessionCore implements StreamHost<Stream> {
   }
 
   streamDone(stream: Stream, code: number | null): void {
-    if (this.streams.get(stream.id) === stream) {
-      this.streams.delete(stream.id);
-      if (stream.open.datagram === true) this.datagramStreams--;
-    }
+    const mine = this.streams.get(stream.id) === stream;
+    if (mine) this.streams.delete(stream.id);
+    if (mine && stream.open.datagram === true) this.datagramStreams--;
     this.blocked.delete(stream);
     this.events.onStreamEnd?.(stream, code);
   }
@@ -270,11 +268,14 @@ export abstract class SessionCore implements StreamHost<Stream> {
     for (const s of this.streams.values()) s.idleCheck();
   }
 
-  /** No new streams from now on (onUnready, unless closed already). */
+  /** No new streams from now on (onUnready, unless closed already); datagram streams end now (SPEC.md §2.5). */
   protected setDraining(): void {
     const first = !this.draining && !this.closed;
     this.draining = true;
-    if (first) this.events.onUnready?.();
+    if (!first) return;
+    this.events.onUnready?.();
+    // A flow never ends by itself: it would hold a drain to its deadline. Its next datagram opens a flow elsewhere.
+    if (this.datagramStreams > 0) for (const s of [...this.streams.values()]) if (s.open.datagram === true) s.reset(WireCode.SHUTTING_DOWN);
   }
 
   /** Sends a PING carrying the time; its PONG gives a round trip. Also sent right after the handshake. */

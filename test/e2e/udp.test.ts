@@ -144,6 +144,30 @@ test("agent restart mid-flow: the visitor's flow is re-established on the new ag
   echo.close();
 });
 
+test("an agent draining: its flows move to another agent at once, and its drain does not wait for them", async () => {
+  const echo = await udpEcho();
+  const srv = await server({ TUNNEL_CLUSTERS: "edge=none", TUNNEL_ROUTES: "127.0.0.1:0/udp=edge/echo" });
+  const env = { ...EDGE, TUNNEL_SERVICES: `echo=127.0.0.1:${echo.port}/udp`, TUNNEL_GRACEFUL_CLOSE_MAX_WAIT_MS: "60000" };
+  const agents = [await agent(srv, { ...env, TUNNEL_HOSTNAME: "a" }), await agent(srv, { ...env, TUNNEL_HOSTNAME: "b" })];
+  const port = srv.routePorts[0] as number;
+  const c = await udpClient();
+  expect(await roundTrip(c, port, new TextEncoder().encode("before"))).not.toBeNull();
+  const carrying = agents.find((a) => a.services.flows.size === 1);
+  const other = agents.find((a) => a !== carrying);
+  if (carrying === undefined || other === undefined) throw new Error("the flow is on neither agent");
+  let drained = false;
+  const closing = carrying.close(true).then(() => (drained = true));
+  // The server resets the flow when the agent's GOAWAY arrives (SHUTTING_DOWN): the next datagram opens a new flow
+  // on the other agent. Before, the flow stayed on the draining connection, which then closed only at the grace.
+  await waitFor(() => srv.udpRoutes[0]?.flows.size === 0, "the flow on the draining agent ended");
+  expect(await roundTrip(c, port, new TextEncoder().encode("after"))).not.toBeNull();
+  expect(other.services.flows.size).toBe(1);
+  await waitFor(() => drained, "the drain finished, well before its 60 s grace", 20_000);
+  await closing;
+  c.close();
+  echo.close();
+}, 30_000);
+
 test("a service that never answers: datagrams reach it, nothing comes back, the flow ends at the idle timeout", async () => {
   const sink = await udpSink();
   const idle = { TUNNEL_UDP_IDLE_TIMEOUT_MS: "1000" };
