@@ -52,7 +52,16 @@ function datagram(seed: number, visitor: number, seq: number): Uint8Array {
 export async function startUdpEcho(s: Soak): Promise<number> {
   const echo = await Bun.udpSocket({
     hostname: "127.0.0.1",
-    socket: { data: (sock, data, port, address) => void sock.send(data, port, address) },
+    socket: {
+      data: (sock, data, port, address) => {
+        try {
+          sock.send(data, port, address);
+        } catch {
+          // ECONNREFUSED: that flow's agent socket is gone (the agent restarted); the echo is lost like any datagram
+        }
+      },
+      error: () => {}, // ICMP errors of earlier sends, reported later: the same loss
+    },
   });
   s.udp.echoPort = echo.port;
   return echo.port;
@@ -89,7 +98,10 @@ async function udpVisitor(s: Soak, index: number, visitor: number): Promise<void
     sock = await Bun.udpSocket({
       hostname: "127.0.0.1",
       binaryType: "uint8array",
-      socket: { data: (_s, data, _port, _address, flags) => check(s, visitor, seen, data, flags?.truncated === true) },
+      socket: {
+        data: (_s, data, _port, _address, flags) => check(s, visitor, seen, data, flags?.truncated === true),
+        error: () => {}, // ECONNREFUSED of an earlier send while the server restarted: those datagrams are lost
+      },
     });
     while (s.load.phase === "load") {
       const port = s.servers[index]?.udpPort ?? 0;
