@@ -6,6 +6,39 @@
 import { isIPv6 } from "node:net";
 import { TunnelError } from "../errors.ts";
 
+/**
+ * Receive buffer a route's socket asks for (SO_RCVBUF; Linux caps it at net.core.rmem_max, then doubles it). The
+ * default (208 KiB, about 90 datagrams of 1,400 bytes: 1.3 ms at 800 Mbit/s) overflowed whenever the server's event
+ * loop was away that long, and was most of the loss above 300 Mbit/s (BENCHMARKS.md, UDP). One socket per route,
+ * so this is at most 4 MiB (8 MiB as Linux counts it) of kernel memory per UDP route.
+ */
+export const ROUTE_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** The symbol under which node:dgram keeps a socket's state (learned once from a socket that never binds). */
+let dgramState: symbol | null | undefined;
+
+/**
+ * Sets (with `bytes`) or reads the receive buffer of a Bun UDP socket, or returns null if this Bun no longer allows
+ * it. `Bun.udpSocket` has no option for SO_RCVBUF; node:dgram's get/setRecvBufferSize do it on the same kind of
+ * socket, which they find in their state: we hand them ours (Bun 1.4). Never throws.
+ */
+function receiveBuffer(socket: object, bytes?: number): number | null {
+  const dgram = require("node:dgram") as typeof import("node:dgram"); // loaded only where a UDP socket is made
+  if (dgramState === undefined) {
+    dgramState = Object.getOwnPropertySymbols(dgram.createSocket("udp4")).find((x) => x.description === "state symbol") ?? null;
+  }
+  if (dgramState === null) return null;
+  const self = { [dgramState]: { handle: { socket } } };
+  const proto = dgram.Socket.prototype as unknown as { setRecvBufferSize(n: number): void; getRecvBufferSize(): number };
+  try {
+    if (bytes !== undefined) proto.setRecvBufferSize.call(self, bytes);
+    const n = proto.getRecvBufferSize.call(self);
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
 /** A datagram's receive handler: bytes (valid during the call), the sender's port and address, whether cut short. */
 export type DatagramHandler = (data: Uint8Array, port: number, address: string, truncated: boolean) => void;
 
@@ -13,6 +46,8 @@ export type DatagramHandler = (data: Uint8Array, port: number, address: string, 
 export interface UdpEndpoint {
   /** Bound port (useful with port 0). */
   readonly port: number;
+  /** The kernel's receive buffer for it (bytes, as the kernel counts them), or null if unknown. */
+  readonly receiveBufferBytes: number | null;
   /** Sends one datagram; false when the kernel refused it (buffer full, too long, unreachable): it is lost. */
   send(data: Uint8Array, port: number, address: string): boolean;
   /** Sends datagrams to one peer in one system call (sendmmsg); how many the kernel took (the rest are lost). */
@@ -32,6 +67,8 @@ export interface UdpConnection {
 interface BindOptions {
   host: string;
   port: number;
+  /** Receive buffer to ask for (default ROUTE_RECEIVE_BUFFER_BYTES). */
+  receiveBufferBytes?: number;
   onDatagram: DatagramHandler;
   /** A socket error (an ICMP error reported on a later call, …): the socket stays open. */
   onError?(error: Error): void;
@@ -61,8 +98,12 @@ export async function bindUdp(opts: BindOptions): Promise<UdpEndpoint> {
   } catch (e) {
     throw new TunnelError("ERR_LISTEN", `cannot listen on ${opts.host}:${opts.port}/udp: ${(e as Error).message}`, { cause: e });
   }
+  receiveBuffer(socket, opts.receiveBufferBytes ?? ROUTE_RECEIVE_BUFFER_BYTES);
   return {
     port: socket.port,
+    get receiveBufferBytes() {
+      return receiveBuffer(socket);
+    },
     send(data, port, address) {
       try {
         return socket.send(data, port, address);
