@@ -15,6 +15,9 @@ export class BlockedStreams<S extends Pumpable> {
   /** DATA bytes staged so far on the session (SessionCore.sendData counts them). */
   staged = 0;
 
+  /** @param canAccept true while the session's staging buffer takes more DATA. */
+  constructor(private readonly canAccept: () => boolean) {}
+
   get size(): number {
     return this.waiting.size;
   }
@@ -36,11 +39,11 @@ export class BlockedStreams<S extends Pumpable> {
    * round stages nothing. Walking the live set instead would never end: a datagram stream past UDP's share blocks
    * again at once while TCP room remains.
    */
-  resume(canAccept: () => boolean): void {
+  resume(): void {
     while (this.waiting.size > 0) {
       const before = this.staged;
       for (const s of [...this.waiting]) {
-        if (!canAccept()) return;
+        if (!this.canAccept()) return;
         this.waiting.delete(s);
         s.pump();
       }

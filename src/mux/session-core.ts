@@ -39,7 +39,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
   readonly peerMaxFrame: number;
   protected readonly writer: FrameWriter;
   protected readonly encoder: FrameEncoder; // the writer's staging encoder (frames are appended here)
-  private readonly blocked = new BlockedStreams<Stream>();
+  private readonly blocked = new BlockedStreams<Stream>(() => !this.closed && this.writer.canAccept());
   private nextStreamId = 1;
   protected highestStreamId = 0;
   protected lastReceivedAt = performance.now();
@@ -71,7 +71,7 @@ export abstract class SessionCore implements StreamHost<Stream> {
       socket,
       opts.highWaterBytes ?? 1024 * 1024,
       opts.controlQueueMaxBytes ?? DEFAULT_CONTROL_QUEUE_MAX_BYTES,
-      () => this.blocked.resume(() => !this.closed && this.writer.canAccept()),
+      () => this.blocked.resume(),
       () => this.protocolError(new TunnelError("ERR_CONTROL_FLOOD")),
     );
     this.encoder = this.writer.encoder;
