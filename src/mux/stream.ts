@@ -51,14 +51,13 @@ export class Stream extends StreamCore implements SocketOwner {
   }
 
   /**
-   * A datagram from the flow's local UDP peer (datagram streams, mux/datagram-flow.ts): staged at once as one DATA
-   * frame when nothing waits before it and credit and UDP's share allow; otherwise it becomes the one pending record.
+   * A datagram from the flow's local UDP peer (mux/datagram-flow.ts), only after canTakeDatagram() said yes: staged
+   * at once as one DATA frame when the whole record fits the credit; otherwise it becomes the one pending record, sent
+   * as credit comes.
    */
   onDatagram(payload: Uint8Array): void {
-    if (this.end !== null || this.sendHalf === "closed") return;
     const n = DATAGRAM_PREFIX_BYTES + payload.byteLength;
-    const now = this.outPending === null && this.watcher === null && n <= this.sendCredit && n <= this.host.peerMaxFrame;
-    if (!now || !this.host.canSendDatagrams()) {
+    if (this.watcher !== null || n > this.sendCredit || n > this.host.peerMaxFrame) {
       this.onData(datagramRecord(payload));
       return;
     }

@@ -1,7 +1,7 @@
 /**
  * UDP sockets (Bun.udpSocket): a route's bound socket, which many visitors send to, and a connected socket toward a
  * service, one per flow, so that replies come back to the flow that sent. Datagrams are delivered whole (Bun reads
- * each into a 64 KiB slot and flags a truncated one); `send` never throws.
+ * each into a 64 KiB slot and flags a truncated one); `sendMany` never throws.
  */
 import { isIPv6 } from "node:net";
 import { TunnelError } from "../errors.ts";
@@ -48,18 +48,17 @@ export interface UdpEndpoint {
   readonly port: number;
   /** The kernel's receive buffer for it (bytes, as the kernel counts them), or null if unknown. */
   readonly receiveBufferBytes: number | null;
-  /** Sends one datagram; false when the kernel refused it (buffer full, too long, unreachable): it is lost. */
-  send(data: Uint8Array, port: number, address: string): boolean;
-  /** Sends datagrams to one peer in one system call (sendmmsg); how many the kernel took (the rest are lost). */
+  /**
+   * Sends datagrams to one peer in one system call (sendmmsg); how many the kernel took. The rest are lost (buffer
+   * full, too long, unreachable), as any datagram can be; never throws.
+   */
   sendMany(data: readonly Uint8Array[], port: number, address: string): number;
   close(): void;
 }
 
 /** A UDP socket connected to one peer (only its datagrams are received). */
 export interface UdpConnection {
-  /** Sends one datagram to the peer; false when the kernel refused it: it is lost. */
-  send(data: Uint8Array): boolean;
-  /** Sends datagrams in one system call (sendmmsg); how many the kernel took (the rest are lost). */
+  /** Sends datagrams in one system call (sendmmsg); how many the kernel took (the rest are lost); never throws. */
   sendMany(data: readonly Uint8Array[]): number;
   close(): void;
 }
@@ -104,20 +103,13 @@ export async function bindUdp(opts: BindOptions): Promise<UdpEndpoint> {
     get receiveBufferBytes() {
       return receiveBuffer(socket);
     },
-    send(data, port, address) {
-      try {
-        return socket.send(data, port, address);
-      } catch {
-        return false; // EMSGSIZE and the like: a datagram the kernel would not take is lost, as any other
-      }
-    },
     sendMany(data, port, address) {
       const packets: (Uint8Array | number | string)[] = [];
       for (const d of data) packets.push(d, port, address);
       try {
         return socket.sendMany(packets);
       } catch {
-        return 0;
+        return 0; // EMSGSIZE and the like: datagrams the kernel would not take are lost, as any other
       }
     },
     close: () => socket.close(),
@@ -148,13 +140,6 @@ export async function connectUdp(opts: ConnectOptions): Promise<UdpConnection> {
     throw new TunnelError("ERR_CONNECT_REFUSED", `cannot open a UDP socket to ${opts.host}:${opts.port}: ${(e as Error).message}`, { cause: e });
   }
   return {
-    send(data) {
-      try {
-        return socket.send(data);
-      } catch {
-        return false;
-      }
-    },
     sendMany(data) {
       try {
         return socket.sendMany(data);
